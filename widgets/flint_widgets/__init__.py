@@ -1,0 +1,3 @@
+"""flint's Jupyter widgets (installed with the ``lab`` extra)."""
+
+__all__: list[str] = []
