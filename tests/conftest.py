@@ -1,0 +1,69 @@
+"""Shared fixtures: small simulated observations (session-scoped, read-only) and tools.
+
+Tests that modify a Measurement Set copy it first with :func:`writable_copy`.
+A missing external tool is a skip locally but a failure in CI (``CI`` set): CI
+installs every tool, so nothing real is skipped there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flint.ms import MS, copy_ms
+from flint.sim import SimOptions, SimResult, simulate_bandpass, simulate_field
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require_tool(name: str) -> str:
+    """Path of an external program; skip locally (fail in CI) when it is missing."""
+    found = shutil.which(name)
+    if found is None:
+        msg = f"{name} is not installed (run 'bash scripts/bootstrap.sh install')"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return found
+
+
+def writable_copy(ms: MS | Path, dest_dir: Path) -> MS:
+    """Copy a (shared, read-only) Measurement Set into ``dest_dir`` for a test to modify."""
+    ms = MS.cast(ms)
+    return copy_ms(ms, dest_dir / ms.path.name)
+
+
+@pytest.fixture(scope="session")
+def sim_options() -> SimOptions:
+    """The simulator defaults (3 beams, 36 antennas, 12 channels, 30 x 9.95 s)."""
+    return SimOptions()
+
+
+@pytest.fixture(scope="session")
+def sim_bandpass(tmp_path_factory: pytest.TempPathFactory, sim_options: SimOptions) -> SimResult:
+    """PKS B1934-638 in each of 3 beams (do not modify: copy with writable_copy)."""
+    return simulate_bandpass(tmp_path_factory.mktemp("sim_bandpass"), sim_options)
+
+
+@pytest.fixture(scope="session")
+def sim_field(tmp_path_factory: pytest.TempPathFactory, sim_options: SimOptions) -> SimResult:
+    """A 3-beam science field (do not modify: copy with writable_copy)."""
+    return simulate_field(tmp_path_factory.mktemp("sim_field"), sim_options)
+
+
+@pytest.fixture(scope="session")
+def sim_field_ideal(tmp_path_factory: pytest.TempPathFactory, sim_options: SimOptions) -> SimResult:
+    """The same sky with perfect antennas (unit gains, no drift): for imaging tests."""
+    opts = sim_options.with_options(gain_amp_scatter=0.0, gain_phase_scatter_deg=0.0, bandpass_ripple=0.0, phase_drift_deg=0.0)
+    return simulate_field(tmp_path_factory.mktemp("sim_field_ideal"), opts)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests save screenshots and figures for people to look at."""
+    d = Path(os.environ.get("FLINT_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
