@@ -286,6 +286,16 @@ def _phase_drift(opts: SimOptions, times_s: NDArray[np.float64], rng: np.random.
 
 
 # --------------------------------------------------------------------------- MS writing
+#: array columns of the subtables flint writes, with their fixed shapes (-1 = n_chan)
+_FIXED_SHAPES: dict[str, dict[str, list[int]]] = {
+    "FEED": {"BEAM_OFFSET": [2, 2], "POLARIZATION_TYPE": [2], "POL_RESPONSE": [2, 2], "RECEPTOR_ANGLE": [2], "POSITION": [3]},
+    "FIELD": {"PHASE_DIR": [1, 2], "DELAY_DIR": [1, 2], "REFERENCE_DIR": [1, 2]},
+    "SPECTRAL_WINDOW": {"CHAN_FREQ": [-1], "CHAN_WIDTH": [-1], "EFFECTIVE_BW": [-1], "RESOLUTION": [-1]},
+    "POLARIZATION": {"CORR_TYPE": [4], "CORR_PRODUCT": [4, 2]},
+    "OBSERVATION": {"TIME_RANGE": [2], "LOG": [1], "SCHEDULE": [1]},
+}
+_ZERO = {"double": 0.0, "float": 0.0, "int": 0, "string": "", "complex": 0j, "dcomplex": 0j, "boolean": False}
+
 def _ms_descriptions(n_chan: int) -> tuple[dict, dict]:
     import casacore.tables as ct
 
@@ -353,6 +363,21 @@ def _write_ms(
             tab.close()
 
         def sub(name: str) -> ct.table:
+            # Recreate the subtable with fixed-shape, directly stored array columns:
+            # casacore's indirect-array files hold a few uninitialised bytes, which
+            # would break "same seed, same bytes".
+            fixed = _FIXED_SHAPES.get(name, {})
+            if fixed:
+                cols = []
+                required = ct.required_ms_desc(name)
+                for col, shape in fixed.items():
+                    d = required[col]
+                    shp = [n_chan if x == -1 else x for x in shape]
+                    cols.append(ct.makearrcoldesc(col, d.get("valueType") and _ZERO[d["valueType"]], ndim=len(shp), shape=shp, options=5, valuetype=d["valueType"], keywords=d.get("keywords", {})))
+                import shutil
+
+                shutil.rmtree(tmp / name)
+                ct.default_ms_subtable(name, str(tmp / name), ct.maketabdesc(cols)).close()
             return ct.table(str(tmp / name), readonly=False, ack=False)
 
         with sub("ANTENNA") as t:
@@ -417,6 +442,8 @@ def _write_ms(
             t.putcol("PROJECT", ["flint-simulation"])
             t.putcol("TIME_RANGE", np.array([[times[0], times[-1] + opts.integration_s]]))
             t.putcol("RELEASE_DATE", np.array([times[0]]))
+            t.putcol("LOG", np.array([["simulated by flint.sim"]]))
+            t.putcol("SCHEDULE", np.array([["flint.sim"]]))
         with sub("STATE") as t:
             t.addrows(1)
             t.putcol("OBS_MODE", ["OBSERVE_TARGET.ON_SOURCE"])
