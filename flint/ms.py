@@ -381,10 +381,18 @@ def add_column(
                 return ms.with_(column=name)
         else:
             desc = makecoldesc(name, tab.getcoldesc(like))
-            desc["comment"] = f"added by flint (like {like})"
-            dminfo = tab.getdminfo(like)
-            dminfo["NAME"] = f"{name}_dm"
-            tab.addcols(desc, dminfo)
+            group = f"{name}_dm"
+            desc["desc"]["comment"] = f"added by flint (like {like})"
+            desc["desc"]["dataManagerGroup"] = group
+            src_dm = tab.getdminfo(like)
+            spec: dict[str, Any] = {}
+            if "DEFAULTTILESHAPE" in src_dm.get("SPEC", {}):
+                spec = {"DEFAULTTILESHAPE": src_dm["SPEC"]["DEFAULTTILESHAPE"]}
+                dm_type = src_dm["TYPE"]
+            else:
+                dm_type = "StandardStMan"
+            desc["desc"]["dataManagerType"] = dm_type
+            tab.addcols(desc, {"TYPE": dm_type, "NAME": group, "SPEC": spec})
         chunk = 20000
         for start in range(0, tab.nrows(), chunk):
             nrow = min(chunk, tab.nrows() - start)
