@@ -20,6 +20,7 @@ __all__ = ["main", "build_parser"]
 
 #: subcommand modules, in the order ``flint --help`` lists them
 COMMAND_MODULES = [
+    "demo",
     "sim",
     "ms",
     "flag",
