@@ -6,7 +6,13 @@ dependencies when called. The core never imports Prefect or Jupyter
 (``flint.prefect`` and ``flint_widgets`` sit on top of it).
 """
 
-from flint.errors import FlintCommandError, FlintError, FlintInputError, FlintMSError, FlintOptionsError
+from flint.errors import (
+    FlintCommandError,
+    FlintError,
+    FlintInputError,
+    FlintMSError,
+    FlintOptionsError,
+)
 from flint.ms import MS, summarise
 
 __version__ = "0.1.0"

@@ -39,7 +39,7 @@ class ProductName:
 
     def with_(self, **kw: object) -> ProductName:
         data = {**self.__dict__, **kw}
-        return ProductName(**data)  # type: ignore[arg-type]
+        return ProductName(**data)  # type: ignore[arg-type,unused-ignore]
 
     def __str__(self) -> str:
         return product_name(self.sbid, self.field, self.beam, self.round, self.rest)

@@ -26,7 +26,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -259,7 +259,7 @@ def _random_sky(opts: SimOptions, centres: list[tuple[float, float]], rng: np.ra
 
 def _bandpasses(opts: SimOptions, freqs: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.complex128]:
     """Smooth per-beam, per-antenna, per-channel complex gains (beam, ant, chan, 2)."""
-    nb, na, nc = opts.n_beams, opts.n_antennas, len(freqs)
+    nb, na = opts.n_beams, opts.n_antennas
     x = (freqs - freqs.mean()) / max(np.ptp(freqs), opts.channel_width_hz)  # ~[-0.5, 0.5]
     amp0 = 1.0 + opts.gain_amp_scatter * rng.standard_normal((nb, na, 1, 2))
     ripple_phase = rng.uniform(0, 2 * np.pi, (nb, na, 1, 2))
@@ -495,7 +495,7 @@ def _layout(opts: SimOptions, start_mjd: float) -> tuple[NDArray[np.float64], ND
     times = start_mjd * 86400.0 + opts.integration_s * (np.arange(opts.n_times) + 0.5)
     freqs = opts.freq_start_hz + opts.channel_width_hz * np.arange(opts.n_channels)
     a1, a2 = np.triu_indices(opts.n_antennas, k=1)
-    return itrf, times, freqs, a1.astype(np.int32), a2.astype(np.int32)
+    return itrf, np.asarray(times, dtype=float), np.asarray(freqs, dtype=float), a1.astype(np.int32), a2.astype(np.int32)
 
 
 def _baseline_uvw(itrf: NDArray[np.float64], times: NDArray[np.float64], a1: NDArray[np.int32], a2: NDArray[np.int32], ra: float, dec: float) -> NDArray[np.float64]:
@@ -521,10 +521,10 @@ def _corrupt(
     gx1, gy1, gx2, gy2 = g1[..., 0], g1[..., 1], g2[..., 0], g2[..., 1]
     out[..., 0] = gx1 * m * np.conj(gx2)
     out[..., 3] = gy1 * m * np.conj(gy2)
-    out = out.reshape(-1, model.shape[1], 4)
+    vis = out.reshape(-1, model.shape[1], 4)
     if noise_jy > 0:
-        out += noise_jy * (rng.standard_normal(out.shape) + 1j * rng.standard_normal(out.shape))
-    return out.astype(np.complex64)
+        vis += noise_jy * (rng.standard_normal(vis.shape) + 1j * rng.standard_normal(vis.shape))
+    return vis.astype(np.complex64)
 
 
 def _inject_rfi(
@@ -554,7 +554,7 @@ def _inject_rfi(
     return mask
 
 
-def _write_truth(path: Path, **arrays: NDArray) -> None:
+def _write_truth(path: Path, **arrays: Any) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
@@ -677,7 +677,7 @@ def read_sky(path: str | os.PathLike[str]) -> SkyModel:
     return SkyModel([str(n) for n in tab["name"]], np.asarray(tab["ra_deg"], float), np.asarray(tab["dec_deg"], float), np.asarray(tab["flux_jy"], float), np.asarray(tab["alpha"], float), ref)
 
 
-def _progress(items: list[int], desc: str, on: bool):  # type: ignore[no-untyped-def]
+def _progress(items: list[int], desc: str, on: bool) -> Any:
     if not on:
         return items
     from tqdm.auto import tqdm

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from flint.errors import FlintCommandError, FlintInputError, FlintOptionsError
 from flint.io import atomic_path, atomic_write_text
@@ -15,7 +16,7 @@ from flint.sim import SimOptions
 
 def test_options_are_frozen_and_documented() -> None:
     opts = SimOptions()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         opts.n_beams = 5  # type: ignore[misc]
     assert opts.with_options(n_beams=5).n_beams == 5
     assert opts.n_beams == 3  # the original is unchanged

@@ -9,7 +9,7 @@ from pathlib import Path
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser("ms", help="inspect and manipulate Measurement Sets", description="Measurement Set utilities.")
     msub = p.add_subparsers(dest="ms_command", metavar="<ms-command>")
     msub.required = True

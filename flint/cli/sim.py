@@ -11,7 +11,7 @@ from flint.cli._options import add_options_arguments, options_from_args
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser(
         "sim",
         help="simulate a bandpass-calibrator and a science observation",
