@@ -54,9 +54,9 @@ def test_missing_ms_exit_code_and_no_traceback(tmp_path: Path) -> None:
 
 
 def test_ms_add_column_cli(tmp_path: Path, sim_field: SimResult) -> None:
-    from conftest import writable_copy
-
     from flint.ms import data_columns
+
+    from conftest import writable_copy
 
     ms = writable_copy(sim_field.ms_paths[0], tmp_path)
     assert main(["ms", "add-column", str(ms.path), "CORRECTED_DATA", "--fill", "copy"]) == 0

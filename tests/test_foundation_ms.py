@@ -10,7 +10,16 @@ import pytest
 
 from flint._askap import b1934_flux_jy
 from flint.errors import FlintMSError
-from flint.ms import MS, add_column, copy_ms, open_table, rename_column, require_columns, split_by_field, summarise
+from flint.ms import (
+    MS,
+    add_column,
+    copy_ms,
+    open_table,
+    rename_column,
+    require_columns,
+    split_by_field,
+    summarise,
+)
 from flint.sim import SimOptions, SimResult, simulate_bandpass, simulate_field
 
 from conftest import writable_copy
