@@ -66,7 +66,7 @@ run_demo() {
 run_tests() {
   export PATH="$venv/bin:$PATH"
   log "ruff"
-  "$venv/bin/ruff" check flint widgets tests benchmarks
+  "$venv/bin/ruff" check .
   log "mypy"
   "$venv/bin/mypy"
   log "pytest"
