@@ -266,8 +266,11 @@ def _bandpasses(opts: SimOptions, freqs: NDArray[np.float64], rng: np.random.Gen
     ripple_period = rng.uniform(0.5, 1.5, (nb, na, 1, 2))
     amp = amp0 * (1.0 + opts.bandpass_ripple * np.sin(2 * np.pi * x[None, None, :, None] / ripple_period + ripple_phase))
     ph0 = np.radians(opts.gain_phase_scatter_deg) * rng.uniform(-1, 1, (nb, na, 1, 2))
-    slope = np.radians(40.0) * rng.standard_normal((nb, na, 1, 2))  # phase slope across the band
-    curve = np.radians(10.0) * rng.standard_normal((nb, na, 1, 2))
+    # phase slope and curvature across the band scale with gain_phase_scatter_deg (60 by
+    # default -> factor 1), so gain_phase_scatter_deg=0 really gives unit (ideal) gains
+    ph_scale = opts.gain_phase_scatter_deg / 60.0
+    slope = np.radians(40.0) * ph_scale * rng.standard_normal((nb, na, 1, 2))  # phase slope across the band
+    curve = np.radians(10.0) * ph_scale * rng.standard_normal((nb, na, 1, 2))
     phase = ph0 + slope * x[None, None, :, None] + curve * x[None, None, :, None] ** 2
     return np.abs(amp) * np.exp(1j * phase)
 
