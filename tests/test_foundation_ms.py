@@ -143,3 +143,16 @@ def test_bad_measurement_sets_give_one_clear_error(tmp_path: Path, sim_field: Si
         summarise(corrupt)
     with pytest.raises(FlintMSError, match="no CORRECTED_DATA column"):
         require_columns(sim_field.ms_paths[0], "CORRECTED_DATA")
+
+
+def test_full_askap_shape_opens(tmp_path: Path) -> None:
+    """The correlator's shape: 36 antennas, 288 x 1 MHz channels, XX XY YX YY, beam ids in FEED."""
+    opts = SimOptions(n_beams=1, n_channels=288, freq_start_hz=743.5e6, n_times=2, n_sources=3, n_bright=1)
+    res = simulate_field(tmp_path, opts)
+    s = summarise(res.ms_paths[0])
+    assert (s.n_antennas, s.n_channels, s.correlations) == (36, 288, ["XX", "XY", "YX", "YY"])
+    assert s.centre_freq_hz == pytest.approx(887.0e6)
+    assert s.freqs_hz[-1] - s.freqs_hz[0] == pytest.approx(287e6)
+    with open_table(res.ms_paths[0], subtable="FEED") as t:
+        assert set(t.getcol("BEAM_ID")) == {0}
+        assert t.nrows() == 36
