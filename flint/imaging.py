@@ -1,0 +1,448 @@
+"""Imaging and deconvolution with WSClean.
+
+:class:`WSCleanOptions` is turned into a WSClean argv by :func:`wsclean_argv` (plain
+data, unit-tested); :func:`run_imaging` runs it -- the ``wsclean`` binary on PATH, or
+inside an apptainer/singularity image when ``WSCleanOptions.container`` is set
+(:func:`container_argv` adds the bind mounts) -- in a private work folder, then
+renames the products to flint's names::
+
+    SB<sbid>.<field>.beam<NN>[.round<N>].{image,residual,model,psf}.fits
+
+WSClean writes the clean-component model into the MS's ``MODEL_DATA`` column (needed by
+self-calibration). A failing WSClean leaves no product under a final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from flint.errors import FlintInputError, FlintOptionsError
+from flint.ms import MS, require_columns
+from flint.naming import parse_name, product_name
+from flint.options import BaseOptions
+from flint.runner import run_command
+
+__all__ = [
+    "WSCleanOptions",
+    "ImagingResult",
+    "run_imaging",
+    "wsclean_argv",
+    "container_argv",
+    "bind_dirs",
+    "product_base",
+    "find_wsclean",
+    "PRODUCT_KINDS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: WSClean product kinds flint keeps, in the order of :class:`ImagingResult`
+PRODUCT_KINDS = ("image", "residual", "model", "psf")
+
+_INSTALL_HINT = (
+    "install WSClean so that '{binary}' is on PATH (Debian/Ubuntu: apt-get install wsclean), "
+    "or run it from a container image: WSCleanOptions(container=Path('wsclean.sif')) "
+    "(CLI: --container wsclean.sif) with apptainer or singularity on PATH"
+)
+
+
+class WSCleanOptions(BaseOptions):
+    """How WSClean images and deconvolves one beam. Defaults suit the simulated data."""
+
+    size: int = Field(default=1536, ge=16, le=65536)
+    """Image width and height in pixels."""
+    scale_arcsec: float = Field(default=4.0, gt=0.0)
+    """Pixel size (arcsec); about a third of the restoring beam's minor axis."""
+    weight: Literal["briggs", "uniform", "natural"] = "briggs"
+    """Visibility weighting scheme."""
+    robust: float = Field(default=0.0, ge=-2.0, le=2.0)
+    """Briggs robustness (only used with ``weight='briggs'``)."""
+    niter: int = Field(default=20000, ge=0)
+    """Maximum number of minor clean iterations (0: dirty image only)."""
+    nmiter: int = Field(default=10, ge=0)
+    """Maximum number of major iterations (0: no limit)."""
+    threshold_jy: float | None = Field(default=None, ge=0.0)
+    """Absolute clean stopping threshold (Jy); ``None``: use ``auto_threshold`` only."""
+    auto_threshold: float | None = Field(default=3.0, gt=0.0)
+    """Stop cleaning at this many times the (robustly estimated) residual noise."""
+    auto_mask: float | None = Field(default=5.0, gt=0.0)
+    """Build a clean mask from components found above this many sigma, then clean within
+    it down to ``auto_threshold``."""
+    local_rms: bool = False
+    """Use a spatially varying noise map for the auto threshold/mask."""
+    gain: float = Field(default=0.1, gt=0.0, le=1.0)
+    """Minor-cycle loop gain."""
+    mgain: float = Field(default=0.8, gt=0.0, le=1.0)
+    """Major-cycle gain: fraction of the peak removed before a new major iteration."""
+    multiscale: bool = False
+    """Multi-scale clean (for extended emission)."""
+    multiscale_scales: tuple[int, ...] | None = None
+    """Multi-scale clean scales in pixels (``None``: WSClean chooses)."""
+    multiscale_scale_bias: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Multi-scale bias towards small scales (``None``: WSClean's default 0.6)."""
+    channels_out: int = Field(default=1, ge=1)
+    """Number of output sub-band images; the MFS image is the product when > 1."""
+    join_channels: bool = False
+    """Find clean components on the MFS image and subtract them from every sub-band."""
+    fit_spectral_pol: int | None = Field(default=None, ge=1)
+    """Fit a polynomial of this many terms over frequency to each component (with
+    ``join_channels``)."""
+    pol: str = "I"
+    """Polarisation(s) to image."""
+    data_column: str | None = None
+    """Visibility column to image; ``None``: the MS handle's column (``DATA`` for a path)."""
+    fits_mask: Path | None = None
+    """A FITS clean mask (same grid as the image)."""
+    minuv_l: float | None = Field(default=None, ge=0.0)
+    """Exclude baselines shorter than this (wavelengths)."""
+    taper_gaussian_arcsec: float | None = Field(default=None, gt=0.0)
+    """Gaussian uv-taper (arcsec)."""
+    padding: float = Field(default=1.2, ge=1.0)
+    """Padding factor of the gridded image (limits aliasing)."""
+    use_wgridder: bool = True
+    """Use the fast and accurate w-gridder (ducc)."""
+    update_model: bool = True
+    """Write the predicted model visibilities into ``MODEL_DATA`` (needed for self-cal)."""
+    save_dirty: bool = False
+    """Keep the dirty image as ``...dirty.fits`` as well."""
+    threads: int | None = Field(default=None, ge=1)
+    """Threads WSClean may use (``None``: all cores)."""
+    abs_mem_gb: float | None = Field(default=None, gt=0.0)
+    """Memory limit for WSClean (GB)."""
+    temp_dir: Path | None = None
+    """Folder for WSClean's reordered temporary files (``None``: the private work folder)."""
+    extra_args: tuple[str, ...] = ()
+    """Further WSClean arguments appended verbatim, e.g. ``("-parallel-deconvolution", "512")``."""
+    binary: str = "wsclean"
+    """Name (or path) of the WSClean program."""
+    container: Path | None = None
+    """Apptainer/singularity image to run WSClean in (``None``: run ``binary`` from PATH)."""
+    container_runtime: Literal["apptainer", "singularity"] = "apptainer"
+    """Container runtime used when ``container`` is set."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WSCleanOptions:
+        if self.fit_spectral_pol is not None and not self.join_channels:
+            raise ValueError("fit_spectral_pol needs join_channels=True")
+        if self.join_channels and self.channels_out < 2:
+            raise ValueError("join_channels needs channels_out >= 2")
+        if self.multiscale_scales is not None and not self.multiscale:
+            raise ValueError("multiscale_scales needs multiscale=True")
+        if any(s < 0 for s in self.multiscale_scales or ()):
+            raise ValueError("multiscale_scales must be >= 0 pixels")
+        return self
+
+
+@dataclass(frozen=True)
+class ImagingResult:
+    """Products of one WSClean run (all FITS, named by :func:`product_base`)."""
+
+    ms: MS
+    """The imaged Measurement Set (its ``MODEL_DATA`` holds the clean model when
+    ``update_model``)."""
+    image: Path
+    residual: Path
+    model: Path
+    psf: Path
+    dirty: Path | None = None
+    channel_images: tuple[Path, ...] = ()
+    """Sub-band restored images when ``channels_out > 1``."""
+    command: tuple[str, ...] = ()
+    """The argv that was run."""
+
+    @property
+    def products(self) -> dict[str, Path]:
+        """Kind -> path of every product written."""
+        out = {k: getattr(self, k) for k in PRODUCT_KINDS}
+        if self.dirty is not None:
+            out["dirty"] = self.dirty
+        return out
+
+
+# --------------------------------------------------------------------------- argv as data
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def wsclean_argv(
+    ms_paths: Sequence[str | os.PathLike[str]],
+    options: WSCleanOptions,
+    name: str | os.PathLike[str],
+    data_column: str = "DATA",
+    binary: str | None = None,
+) -> list[str]:
+    """The WSClean command line for ``options`` (a list, never a shell string).
+
+    Parameters
+    ----------
+    ms_paths
+        Measurement Sets to image together.
+    options
+        The imaging options.
+    name
+        WSClean's ``-name`` prefix (folder and file stem of the products).
+    data_column
+        Column to image when ``options.data_column`` is ``None``.
+    binary
+        Program to call (default ``options.binary``).
+
+    Examples
+    --------
+    >>> wsclean_argv(["a.ms"], WSCleanOptions(size=512, niter=0), "out/x")[:7]
+    ['wsclean', '-name', 'out/x', '-size', '512', '512', '-scale']
+    """
+    o = options
+    argv: list[str] = [binary or o.binary, "-name", os.fspath(name)]
+    argv += ["-size", str(o.size), str(o.size), "-scale", f"{_num(o.scale_arcsec)}asec"]
+    argv += ["-weight", o.weight] + ([_num(o.robust)] if o.weight == "briggs" else [])
+    argv += ["-niter", str(o.niter), "-nmiter", str(o.nmiter)]
+    argv += ["-gain", _num(o.gain), "-mgain", _num(o.mgain)]
+    if o.threshold_jy is not None:
+        argv += ["-threshold", _num(o.threshold_jy)]
+    if o.auto_threshold is not None:
+        argv += ["-auto-threshold", _num(o.auto_threshold)]
+    if o.auto_mask is not None:
+        argv += ["-auto-mask", _num(o.auto_mask)]
+    if o.local_rms:
+        argv += ["-local-rms"]
+    if o.multiscale:
+        argv += ["-multiscale"]
+        if o.multiscale_scales is not None:
+            argv += ["-multiscale-scales", ",".join(str(s) for s in o.multiscale_scales)]
+        if o.multiscale_scale_bias is not None:
+            argv += ["-multiscale-scale-bias", _num(o.multiscale_scale_bias)]
+    if o.channels_out > 1:
+        argv += ["-channels-out", str(o.channels_out)]
+    if o.join_channels:
+        argv += ["-join-channels"]
+    if o.fit_spectral_pol is not None:
+        argv += ["-fit-spectral-pol", str(o.fit_spectral_pol)]
+    argv += ["-pol", o.pol]
+    argv += ["-data-column", o.data_column or data_column]
+    if o.fits_mask is not None:
+        argv += ["-fits-mask", os.fspath(o.fits_mask)]
+    if o.minuv_l is not None:
+        argv += ["-minuv-l", _num(o.minuv_l)]
+    if o.taper_gaussian_arcsec is not None:
+        argv += ["-taper-gaussian", f"{_num(o.taper_gaussian_arcsec)}asec"]
+    argv += ["-padding", _num(o.padding)]
+    if o.use_wgridder:
+        argv += ["-use-wgridder"]
+    argv += ["-update-model-required" if o.update_model else "-no-update-model-required"]
+    if not o.save_dirty:
+        argv += ["-no-dirty"]
+    if o.threads is not None:
+        argv += ["-j", str(o.threads)]
+    if o.abs_mem_gb is not None:
+        argv += ["-abs-mem", _num(o.abs_mem_gb)]
+    if o.temp_dir is not None:
+        argv += ["-temp-dir", os.fspath(o.temp_dir)]
+    argv += list(o.extra_args)
+    argv += [os.fspath(p) for p in ms_paths]
+    return argv
+
+
+def bind_dirs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Folders a container must see for ``paths``: absolute, deduplicated, outermost only.
+
+    A file contributes its folder; a Measurement Set (a directory) its parent, so that
+    WSClean's temporary files beside it are reachable too.
+
+    Examples
+    --------
+    >>> [str(p) for p in bind_dirs(["/data/a.ms", "/data/sub/b.fits", "/scratch/tmp/"])]
+    ['/data', '/scratch/tmp']
+    """
+    dirs: set[Path] = set()
+    for p in paths:
+        path = Path(os.path.abspath(os.fspath(p)))
+        is_dir_like = path.is_dir() and path.suffix.lower() != ".ms" or os.fspath(p).endswith("/")
+        dirs.add(path if is_dir_like else path.parent)
+    ordered = sorted(dirs, key=lambda d: (len(d.parts), str(d)))
+    keep: list[Path] = []
+    for d in ordered:
+        if not any(d == k or k in d.parents for k in keep):
+            keep.append(d)
+    return sorted(keep)
+
+
+def container_argv(
+    argv: Sequence[str],
+    container: str | os.PathLike[str],
+    binds: Sequence[str | os.PathLike[str]],
+    runtime: str = "apptainer",
+) -> list[str]:
+    """Wrap a command to run inside an apptainer/singularity image.
+
+    Examples
+    --------
+    >>> container_argv(["wsclean", "-name", "/d/x", "/d/a.ms"], "/img/ws.sif", ["/d"])
+    ['apptainer', 'exec', '--bind', '/d', '/img/ws.sif', 'wsclean', '-name', '/d/x', '/d/a.ms']
+    """
+    bind_list = [os.fspath(b) for b in binds]
+    out = [runtime, "exec"]
+    if bind_list:
+        out += ["--bind", ",".join(bind_list)]
+    return out + [os.fspath(container)] + list(argv)
+
+
+def find_wsclean(options: WSCleanOptions) -> str:
+    """The program to run: the WSClean binary, or the container runtime.
+
+    Raises
+    ------
+    FlintInputError
+        Explaining both ways of providing WSClean when neither is available.
+    """
+    hint = _INSTALL_HINT.format(binary=options.binary)
+    if options.container is not None:
+        if not Path(options.container).is_file():
+            raise FlintInputError(
+                f"WSClean container image {options.container} does not exist; give the path "
+                f"of a .sif image, or unset container to run '{options.binary}' from PATH"
+            )
+        runtime = shutil.which(options.container_runtime)
+        if runtime is None:
+            raise FlintInputError(
+                f"'{options.container_runtime}' (needed for container={options.container}) was "
+                f"not found on PATH; install it, or {hint}"
+            )
+        return runtime
+    found = shutil.which(options.binary)
+    if found is None:
+        raise FlintInputError(f"WSClean ('{options.binary}') was not found on PATH; {hint}")
+    return found
+
+
+# --------------------------------------------------------------------------- naming
+def product_base(ms: MS, round: int | None = None) -> str:
+    """File-name stem of the products of ``ms`` (without kind and ``.fits``).
+
+    A flint-named MS (``SB101.SIM_FIELD.beam00.ms``) gives
+    ``SB101.SIM_FIELD.beam00[.round<N>]``; any other MS its own stem.
+
+    Examples
+    --------
+    >>> product_base(MS("/d/SB101.SIM_FIELD.beam00.ms"), round=0)
+    'SB101.SIM_FIELD.beam00.round0'
+    """
+    try:
+        parts = parse_name(ms.path)
+    except FlintInputError:
+        parts = None
+    if parts is not None:
+        beam = parts.beam if parts.beam is not None else ms.beam
+        return product_name(parts.sbid, parts.field, beam=beam, round=round)
+    stem = ms.path.name.removesuffix(".ms").removesuffix(".MS")
+    return f"{stem}.round{round}" if round is not None else stem
+
+
+def _wsclean_products(name: Path, options: WSCleanOptions) -> dict[str, Path]:
+    """WSClean's own file names -> flint kind (``image``, ``ch0001.image``, ...)."""
+    kinds = list(PRODUCT_KINDS) + (["dirty"] if options.save_dirty else [])
+    out: dict[str, Path] = {}
+    if options.channels_out == 1:
+        for k in kinds:
+            out[k] = name.parent / f"{name.name}-{k}.fits"
+    else:
+        for k in kinds:
+            out[k] = name.parent / f"{name.name}-MFS-{k}.fits"
+        for c in range(options.channels_out):
+            out[f"ch{c:04d}.image"] = name.parent / f"{name.name}-{c:04d}-image.fits"
+    return out
+
+
+# --------------------------------------------------------------------------- run
+def run_imaging(
+    ms: MS | str | os.PathLike[str],
+    options: WSCleanOptions | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    round: int | None = None,
+) -> ImagingResult:
+    """Image one Measurement Set with WSClean and name the products flint's way.
+
+    Parameters
+    ----------
+    ms
+        The Measurement Set (handle or path); its ``column`` is imaged unless
+        ``options.data_column`` says otherwise.
+    options
+        Imaging options (default :class:`WSCleanOptions`).
+    out_dir
+        Folder for the products (default: beside the MS).
+    round
+        Self-calibration round, recorded in the product names.
+
+    Returns
+    -------
+    ImagingResult
+        The image, residual, model and psf FITS files, and the MS.
+
+    Raises
+    ------
+    FlintInputError
+        WSClean is not available, or the MS lacks the data column.
+    FlintCommandError
+        WSClean failed; carries its exit status and last output lines. No product
+        is left under a final name.
+    """
+    opts = options or WSCleanOptions()
+    handle = MS.cast(ms)
+    if round is not None and round < 0:
+        raise FlintOptionsError(f"round must be >= 0, got {round}")
+    column = opts.data_column or handle.column
+    require_columns(handle, column)
+    if opts.fits_mask is not None and not Path(opts.fits_mask).is_file():
+        raise FlintInputError(f"fits_mask {opts.fits_mask} does not exist; give an existing FITS mask")
+    program = find_wsclean(opts)
+    out = Path(out_dir) if out_dir is not None else handle.path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    base = product_base(handle, round)
+    work = Path(tempfile.mkdtemp(prefix=f".{base}.", suffix=".wsclean", dir=out))
+    try:
+        name = work / base
+        if opts.container is None:
+            run_opts = opts if opts.temp_dir is not None else opts.with_options(temp_dir=work)
+            argv = wsclean_argv([handle.path.absolute()], run_opts, name.absolute(), column, binary=program)
+        else:
+            run_opts = opts if opts.temp_dir is not None else opts.with_options(temp_dir=work.absolute())
+            inner = wsclean_argv([handle.path.absolute()], run_opts, name.absolute(), column)
+            binds = [handle.path.absolute(), work.absolute()]
+            binds += [Path(p).absolute() for p in (run_opts.temp_dir, opts.fits_mask) if p is not None]
+            argv = container_argv(inner, Path(opts.container).absolute(), bind_dirs(binds), runtime=program)
+        run_command(argv, cwd=work)
+        produced = _wsclean_products(name, opts)
+        missing = [str(p) for p in produced.values() if not p.exists()]
+        if missing:
+            raise FlintInputError(
+                f"WSClean finished but did not write {', '.join(missing)}; "
+                f"check the options ({' '.join(argv)})"
+            )
+        finals: dict[str, Path] = {}
+        for kind, src in produced.items():
+            dst = out / f"{base}.{kind}.fits"
+            os.replace(src, dst)
+            finals[kind] = dst
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info("imaged %s -> %s", handle.path, finals["image"])
+    channel_images = tuple(finals[k] for k in sorted(finals) if k.startswith("ch"))
+    return ImagingResult(
+        ms=handle,
+        image=finals["image"],
+        residual=finals["residual"],
+        model=finals["model"],
+        psf=finals["psf"],
+        dirty=finals.get("dirty"),
+        channel_images=channel_images,
+        command=tuple(argv),
+    )
