@@ -404,19 +404,18 @@ def run_imaging(
     if opts.fits_mask is not None and not Path(opts.fits_mask).is_file():
         raise FlintInputError(f"fits_mask {opts.fits_mask} does not exist; give an existing FITS mask")
     program = find_wsclean(opts)
-    out = Path(out_dir) if out_dir is not None else handle.path.parent
+    out = (Path(out_dir) if out_dir is not None else handle.path.parent).absolute()
     out.mkdir(parents=True, exist_ok=True)
     base = product_base(handle, round)
     work = Path(tempfile.mkdtemp(prefix=f".{base}.", suffix=".wsclean", dir=out))
     try:
         name = work / base
+        run_opts = opts if opts.temp_dir is not None else opts.with_options(temp_dir=work)
         if opts.container is None:
-            run_opts = opts if opts.temp_dir is not None else opts.with_options(temp_dir=work)
-            argv = wsclean_argv([handle.path.absolute()], run_opts, name.absolute(), column, binary=program)
+            argv = wsclean_argv([handle.path.absolute()], run_opts, name, column, binary=program)
         else:
-            run_opts = opts if opts.temp_dir is not None else opts.with_options(temp_dir=work.absolute())
-            inner = wsclean_argv([handle.path.absolute()], run_opts, name.absolute(), column)
-            binds = [handle.path.absolute(), work.absolute()]
+            inner = wsclean_argv([handle.path.absolute()], run_opts, name, column)
+            binds = [handle.path.absolute(), work]
             binds += [Path(p).absolute() for p in (run_opts.temp_dir, opts.fits_mask) if p is not None]
             argv = container_argv(inner, Path(opts.container).absolute(), bind_dirs(binds), runtime=program)
         run_command(argv, cwd=work)

@@ -186,6 +186,7 @@ def run_linmos(
         input_weights=weights,
         reproject_function=reproject_interp,
         combine_function="mean",
+        roundtrip_coords=False,  # same celestial frame in and out: skip the round-trip check
     )
     mosaic = np.where(weight > 0, mosaic, np.nan)
     header = wcs_out.to_header()

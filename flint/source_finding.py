@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,6 @@ def _import_aegean() -> tuple[Any, Any]:
     AegeanTools adds its own console handler at import and switches on
     ``logging.captureWarnings``; flint leaves handlers to its entry points.
     """
-    import warnings
-
     _patch_numpy_for_aegean()
     before = warnings.showwarning
     from AegeanTools import BANE
@@ -101,6 +100,7 @@ def _import_aegean() -> tuple[Any, Any]:
     if warnings.showwarning is not before:
         logging.captureWarnings(False)
     aegean_logger = logging.getLogger("AegeanTools")
+    aegean_logger.setLevel(logging.NOTSET)  # follow the application's level
     for handler in list(aegean_logger.handlers):
         if type(handler) is logging.StreamHandler:
             aegean_logger.removeHandler(handler)
@@ -188,17 +188,20 @@ def run_source_finding(
         if not (bkg.exists() and rms.exists()):
             raise FlintImageError(f"{image}: BANE wrote no background/noise maps")
         finder = SourceFinder()
-        comps = finder.find_sources_in_image(
-            str(image),
-            bkgin=str(bkg),
-            rmsin=str(rms),
-            innerclip=opts.innerclip,
-            outerclip=opts.outerclip,
-            max_summits=opts.max_summits,
-            cores=opts.cores,
-            cube_index=0 if naxis > 2 else None,
-            progress=False,
-        )
+        with warnings.catch_warnings():
+            # aegean handles ill-conditioned fit covariances itself; scipy still warns
+            warnings.filterwarnings("ignore", message=".*ill-conditioned matrix.*")
+            comps = finder.find_sources_in_image(
+                str(image),
+                bkgin=str(bkg),
+                rmsin=str(rms),
+                innerclip=opts.innerclip,
+                outerclip=opts.outerclip,
+                max_summits=opts.max_summits,
+                cores=opts.cores,
+                cube_index=0 if naxis > 2 else None,
+                progress=False,
+            )
         table = _components_table(list(comps or []))
         with atomic_path(finals["csv"]) as tmp:
             table.write(tmp, format="ascii.csv")
