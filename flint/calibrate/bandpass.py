@@ -1,0 +1,178 @@
+"""Bandpass calibration against PKS B1934-638.
+
+Per-antenna, per-channel XX/YY gains are solved against the Reynolds (1994) flux model
+of PKS B1934-638 (a point source at the phase centre), with the flag -> solve -> apply
+-> flag rounds AO ``calibrate`` users run: flag the raw data, solve, write
+``CORRECTED_DATA``, flag that (RFI stands out once the bandpass is removed), solve
+again. Flags are only added. The solutions are written in the AO format.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from flint import _askap
+from flint.calibrate._msdata import read_layout
+from flint.calibrate._solve_ms import SolveSpec, resolve_antenna, solve_ms
+from flint.calibrate.aocal import write_solutions
+from flint.calibrate.apply import apply_solutions
+from flint.errors import FlintInputError, FlintMSError
+from flint.ms import MS
+from flint.naming import parse_name, product_name
+from flint.options import BaseOptions
+from flint.primary_beam import angular_separation_deg
+
+__all__ = ["BandpassOptions", "BandpassResult", "run_bandpass", "default_solutions_path"]
+
+logger = logging.getLogger(__name__)
+
+
+class BandpassOptions(BaseOptions):
+    """How to solve for the bandpass of a PKS B1934-638 observation."""
+
+    column: str = "DATA"
+    """Data column holding the calibrator visibilities."""
+    ref_antenna: int | str = 0
+    """Reference antenna (index or name): its phase is set to zero in every channel."""
+    preflag: bool = True
+    """Flag the data column (deterministic flags + AOFlagger on the spectrum-flattened data) before the first solve."""
+    flag_rounds: int = Field(default=1, ge=0, le=10)
+    """Rounds of apply -> flag CORRECTED_DATA -> solve again after the first solve."""
+    aoflagger: bool = True
+    """Use AOFlagger in the flagging steps (otherwise only the deterministic flags)."""
+    strategy: Path | None = None
+    """AOFlagger strategy file; default flint's ASKAP strategy."""
+    max_iter: int = Field(default=200, ge=1)
+    """StEFCal iteration limit; solutions that have not converged by then are flagged."""
+    tol: float = Field(default=1e-7, gt=0.0)
+    """Convergence tolerance (relative change of the gains between iterations)."""
+    min_snr: float = Field(default=5.0, ge=0.0)
+    """Flag solutions whose signal-to-noise (from the fit residuals) is lower."""
+    outlier_nsigma: float | None = Field(default=8.0, gt=0.0)
+    """Flag channels whose gain amplitude departs this many robust sigma from its neighbours; None: off."""
+    check_field: bool = True
+    """Refuse data whose phase centre is not PKS B1934-638."""
+    max_offset_arcmin: float = Field(default=1.0, gt=0.0)
+    """Largest allowed distance between the phase centre and PKS B1934-638 (arcmin)."""
+    plot: bool = True
+    """Write a PNG of the solutions next to them."""
+
+
+@dataclass(frozen=True)
+class BandpassResult:
+    """What :func:`run_bandpass` wrote."""
+
+    ms: MS
+    solutions: Path
+    """The AO-format ``.bin`` file."""
+    plot: Path | None
+    n_flagged_solutions: int
+    """(antenna, channel) cells flagged in the solutions."""
+    flagged_fraction: float
+    """Fraction of the calibrator's visibilities flagged at the end."""
+    residual_rms_jy: float
+    """Weighted RMS of data - model after calibration (Jy)."""
+    n_rounds: int
+    seconds: float
+
+
+def default_solutions_path(ms: MS, suffix: str = "aocalibrate.bin", round: int | None = None) -> Path:
+    """``SB<sbid>.<field>.beam<NN>[.round<N>].<suffix>`` next to the MS (or ``<stem>.<suffix>``)."""
+    try:
+        p = parse_name(ms.path)
+        name = product_name(p.sbid, p.field, p.beam if p.beam is not None else ms.beam, round if round is not None else p.round, suffix)
+    except FlintInputError:
+        stem = ms.path.name[:-3] if ms.path.name.endswith(".ms") else ms.path.name
+        name = f"{stem}.round{round}.{suffix}" if round is not None else f"{stem}.{suffix}"
+    return ms.path.parent / name
+
+
+def run_bandpass(
+    ms: MS | str | os.PathLike[str],
+    options: BandpassOptions | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> BandpassResult:
+    """Solve the bandpass of a PKS B1934-638 observation and write AO-format solutions.
+
+    Parameters
+    ----------
+    ms
+        The calibrator Measurement Set (one beam), or its path.
+    options
+        :class:`BandpassOptions`.
+    output
+        Solution file; default ``SB<sbid>.B1934-638.beam<NN>.aocalibrate.bin`` next to the MS.
+
+    Returns
+    -------
+    BandpassResult
+
+    Raises
+    ------
+    FlintMSError
+        Missing column, wrong correlations, or the phase centre is not PKS B1934-638.
+    FlintCalibrationError
+        All data flagged.
+    """
+    import time
+
+    from flint.calibrate.plot import plot_solutions
+    from flint.flagging import FlagOptions, run_flagging
+    from flint.ms import summarise
+
+    t0 = time.perf_counter()
+    opts = options or BandpassOptions()
+    ms = MS.cast(ms)
+    layout = read_layout(ms, opts.column)
+    if opts.check_field:
+        sep = 60.0 * float(angular_separation_deg(layout.phase_centre_deg[0], layout.phase_centre_deg[1], _askap.B1934_RA_DEG, _askap.B1934_DEC_DEG))
+        if sep > opts.max_offset_arcmin:
+            raise FlintMSError(
+                f"{ms.path}: phase centre ({layout.phase_centre_deg[0]:.4f}, {layout.phase_centre_deg[1]:.4f}) deg is "
+                f"{sep:.1f} arcmin from PKS B1934-638; bandpass calibration needs 1934-638 at the phase centre "
+                "(or pass check_field=False)"
+            )
+    ref = resolve_antenna(layout, opts.ref_antenna)
+    spec = SolveSpec(
+        column=opts.column,
+        model_spectrum=np.asarray(_askap.b1934_flux_jy(layout.freqs_hz), dtype=float),
+        interval_s=None,
+        chans_per_solution=1,
+        phase_only=False,
+        ref_antenna=ref,
+        max_iter=opts.max_iter,
+        tol=opts.tol,
+        min_snr=opts.min_snr,
+        outlier_nsigma=opts.outlier_nsigma,
+    )
+    flag_opts = FlagOptions(column=opts.column, aoflagger=opts.aoflagger, strategy=opts.strategy)
+    if opts.preflag:
+        # raw calibrator data carry the full bandpass: flatten it so AOFlagger sees RFI, not ripple
+        run_flagging(ms, flag_opts.with_options(flatten_spectrum=True))
+    outcome = solve_ms(layout, spec)
+    for _ in range(opts.flag_rounds):
+        apply_solutions(layout, outcome.solutions, opts.column, "CORRECTED_DATA", flag_bad_solutions=False)
+        run_flagging(ms, flag_opts.with_options(column="CORRECTED_DATA", flag_zero_uvw=False))
+        outcome = solve_ms(layout, spec)
+    out_path = Path(output) if output is not None else default_solutions_path(ms)
+    write_solutions(out_path, outcome.solutions)
+    plot = plot_solutions(out_path) if opts.plot else None
+    frac = summarise(ms).flagged_fraction
+    n_flag = int(outcome.solutions.flagged.sum())
+    logger.info("%s: bandpass -> %s (%d flagged solutions, %.2f%% data flagged)", ms.path, out_path, n_flag, 100 * frac)
+    return BandpassResult(
+        ms=ms,
+        solutions=out_path,
+        plot=plot,
+        n_flagged_solutions=n_flag,
+        flagged_fraction=frac,
+        residual_rms_jy=outcome.residual_rms_after,
+        n_rounds=1 + opts.flag_rounds,
+        seconds=time.perf_counter() - t0,
+    )
