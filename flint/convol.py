@@ -138,9 +138,11 @@ def convolve_to(image: Image, target: Beam) -> NDArray[np.float64]:
     beam = read_beam(image)
     if _same_beam(beam, target):
         return image.data.copy()
+    from radio_beam.utils import BeamError
+
     try:
         kernel_beam = target.deconvolve(beam, failure_returns_pointlike=False)
-    except ValueError:
+    except (BeamError, ValueError):
         kernel_beam = None
     if kernel_beam is None:
         raise FlintImageError(

@@ -23,6 +23,7 @@ from flint.imaging import ImagingResult, WSCleanOptions, run_imaging
 from flint.linmos import LinmosResult, run_linmos
 from flint.ms import MS, open_table
 from flint.sim import SimOptions, SimResult, SkyModel, predict_model, read_sky
+from flint.source_finding import SourceFindingResult, run_source_finding
 
 from conftest import require_tool, writable_copy
 
@@ -52,6 +53,12 @@ def _midpoint(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, fl
     vb = np.array([np.cos(np.radians(b[1])) * np.cos(np.radians(b[0])), np.cos(np.radians(b[1])) * np.sin(np.radians(b[0])), np.sin(np.radians(b[1]))])
     v = va + vb
     return float(np.degrees(np.arctan2(v[1], v[0])) % 360), float(np.degrees(np.arctan2(v[2], np.hypot(v[0], v[1]))))
+
+
+@pytest.fixture(scope="module")
+def beam0_sources(imaged_beam0: ImagingResult) -> SourceFindingResult:
+    """BANE + aegean on the imaged beam 0."""
+    return run_source_finding(imaged_beam0.image)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +128,7 @@ def _truth_at(sky: SkyModel, freq_hz: float) -> np.ndarray:
     return sky.flux_jy * (freq_hz / sky.ref_freq_hz) ** sky.alpha
 
 
-def _catalogue(path: Path):  # type: ignore[no-untyped-def]
+def _catalogue(path: Path):
     from astropy.table import Table
 
     return Table.read(path, format="ascii.csv")
@@ -156,12 +163,11 @@ def test_imaging_products_are_named_and_model_data_is_written(imaged_beam0: Imag
         assert rel < 0.10, f"MODEL_DATA differs from the true sky model by {rel:.1%}"
 
 
-def test_imaged_beam_recovers_true_positions_and_fluxes(imaged_beam0: ImagingResult, sim_field_ideal: SimResult, sim_options: SimOptions) -> None:
+def test_imaged_beam_recovers_true_positions_and_fluxes(beam0_sources: SourceFindingResult, sim_field_ideal: SimResult, sim_options: SimOptions) -> None:
     """Sources >= 10 sigma: median offset <= 1/3 pixel, PB-corrected flux within 5 % (median)."""
     from flint.primary_beam import angular_separation_deg, gaussian_pb
-    from flint.source_finding import run_source_finding
 
-    found = run_source_finding(imaged_beam0.image)
+    found = beam0_sources
     cat = _catalogue(found.catalogue)
     sky = read_sky(sim_field_ideal.sky_csv)  # type: ignore[arg-type]
     ra0, dec0 = sim_field_ideal.beam_centres_deg[0]
@@ -185,11 +191,10 @@ def test_imaged_beam_recovers_true_positions_and_fluxes(imaged_beam0: ImagingRes
     assert np.median(ratios) == pytest.approx(1.0, abs=0.05), f"median flux ratio {np.median(ratios):.3f}"
 
 
-def test_validation_of_imaged_beam_agrees(imaged_beam0: ImagingResult, sim_field_ideal: SimResult) -> None:
-    from flint.source_finding import run_source_finding
+def test_validation_of_imaged_beam_agrees(imaged_beam0: ImagingResult, beam0_sources: SourceFindingResult, sim_field_ideal: SimResult) -> None:
     from flint.validation import ValidationOptions, run_validation
 
-    found = run_source_finding(imaged_beam0.image)
+    found = beam0_sources
     res = run_validation(found.catalogue, sim_field_ideal.sky_csv, ValidationOptions(pb_correct=True), image=imaged_beam0.image)  # type: ignore[arg-type]
     assert res.figure.is_file() and res.matches_table.is_file() and res.summary_table.is_file()
     assert res.completeness >= 0.9
@@ -213,12 +218,12 @@ def test_wsclean_failure_is_one_clear_error_and_leaves_nothing(tmp_path: Path, s
     assert list(out.iterdir()) == []  # no product under a final name, no work folder
 
 
-def test_source_finding_writes_catalogue_and_maps(imaged_beam0: ImagingResult) -> None:
+def test_source_finding_writes_catalogue_and_maps(beam0_sources: SourceFindingResult) -> None:
     from astropy.table import Table
 
-    from flint.source_finding import CATALOGUE_COLUMNS, run_source_finding
+    from flint.source_finding import CATALOGUE_COLUMNS
 
-    res = run_source_finding(imaged_beam0.image)
+    res = beam0_sources
     stem = "SB101.SIM_FIELD.beam00.round0.image"
     assert res.catalogue.name == f"{stem}.comp.csv" and res.catalogue_fits.name == f"{stem}.comp.fits"
     assert res.rms is not None and res.rms.is_file() and res.bkg is not None and res.bkg.is_file()
@@ -256,7 +261,7 @@ def test_linmos_noise_in_overlap_follows_weighting(overlap_mosaic: tuple[ConvolR
     # half-way between beams 0 and 1 (an OVL source sits there: keep 30 pixels away from it)
     ra, dec = float(overlap_field.extra.ra_deg[0]), float(overlap_field.extra.dec_deg[0])
 
-    def box(img, half: int = 60):  # type: ignore[no-untyped-def]
+    def box(img, half: int = 60):
         x, y = (int(round(float(v))) for v in img.wcs.world_to_pixel_values(ra, dec))
         cut = img.data[y - half : y + half, x - half : x + half].copy()
         yy, xx = np.mgrid[-half:half, -half:half]
@@ -276,7 +281,6 @@ def test_linmos_noise_in_overlap_follows_weighting(overlap_mosaic: tuple[ConvolR
 
 def test_linmos_overlap_sources_appear_once_with_correct_flux(overlap_mosaic: tuple[ConvolResult, LinmosResult], overlap_field: OverlapField) -> None:
     from flint.primary_beam import angular_separation_deg
-    from flint.source_finding import run_source_finding
     from flint.validation import run_validation
 
     _, mos = overlap_mosaic
