@@ -1,0 +1,454 @@
+"""Submit a flint flow from a notebook and follow it: a table of beams x stages.
+
+Submitting is :func:`flint.prefect.running.submit_flow` (run in a thread so the kernel
+is never blocked, even while a temporary Prefect server starts); the table is
+:meth:`FlowHandle.progress`. The stage options are forms generated from the option
+models the strategy file configures (:mod:`flint.strategy`); changed values are written
+into a strategy file next to the outputs and passed to the flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import inspect
+import logging
+import os
+import threading
+import typing
+from pathlib import Path
+from typing import Any
+
+from flint.errors import FlintConfigError, FlintError
+from flint.io import atomic_write_text
+from flint_widgets._common import ErrorArea, guarded, message_html
+
+__all__ = ["FlowLauncher", "FLOW_TOOLS", "flow_parameters", "parse_parameter", "write_strategy", "progress_table_html", "cancel_flow_run", "flow_run_url"]
+
+logger = logging.getLogger(__name__)
+
+#: flow -> the strategy tools (option models) its stages use
+FLOW_TOOLS: dict[str, tuple[str, ...]] = {
+    "bandpass": ("flagging", "bandpass", "apply"),
+    "continuum": ("apply", "flagging", "wsclean", "selfcal", "convol", "linmos", "source_finding", "validation"),
+    "probe": (),
+}
+_STATE_COLOURS = {
+    "Completed": "#c8e6c9", "Running": "#bbdefb", "Pending": "#eeeeee", "Scheduled": "#eeeeee",
+    "Failed": "#ffcdd2", "Crashed": "#ffcdd2", "Cancelled": "#ffe0b2", "Cancelling": "#ffe0b2",
+    "Cached": "#dcedc8", "Retrying": "#fff9c4", "AwaitingRetry": "#fff9c4",
+}
+
+
+def flow_parameters(flow_name: str) -> dict[str, tuple[Any, Any]]:
+    """Parameter name -> (type, default) of a flow (``strategy`` excluded: the strategy forms set it)."""
+    from flint.prefect.running import get_flow
+
+    fn = get_flow(flow_name).fn
+    hints = typing.get_type_hints(fn)
+    out: dict[str, tuple[Any, Any]] = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if name == "strategy":
+            continue
+        out[name] = (hints.get(name, str), None if p.default is inspect.Parameter.empty else p.default)
+    return out
+
+
+def parse_parameter(kind: Any, text: str, default: Any = None) -> Any:
+    """Form text -> a flow parameter value of type ``kind`` (lists: commas or new lines)."""
+    text = text.strip()
+    if not text:
+        return default
+    spelled = str(kind)
+    items = [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
+    if "list[int]" in spelled:
+        try:
+            return [int(t) for t in items]
+        except ValueError:
+            raise FlintConfigError(f"{text!r}: give whole numbers separated by commas, e.g. 0, 1, 2") from None
+    if kind is int:
+        return int(text)
+    if kind is float:
+        return float(text)
+    if "list[str]" in spelled and len(items) > 1:
+        return items
+    return text
+
+
+def write_strategy(path: str | os.PathLike[str], base: str | None, tool_values: dict[str, dict[str, Any]]) -> Path:
+    """Write ``base`` (a strategy file, ``None``: the packaged default) with ``tool_values`` in its defaults.
+
+    The result is validated (:func:`flint.strategy.parse_strategy`) before it is written.
+    """
+    from flint.strategy import load_strategy, parse_strategy
+
+    strategy = load_strategy(base or None)
+    data = strategy.as_dict()
+    for tool, values in tool_values.items():
+        if values:
+            data["defaults"].setdefault(tool, {}).update(values)
+    checked = parse_strategy(data, source=os.fspath(path))
+    return atomic_write_text(Path(path), checked.to_yaml())
+
+
+def progress_table_html(progress: dict[Any, dict[str, str]]) -> str:
+    """An HTML table of ``{beam: {stage: state}}`` (rows: beams and the mosaic, columns: stages)."""
+    if not progress:
+        return "<i>no task has started yet</i>"
+    stages: list[str] = []
+    for per in progress.values():
+        for s in per:
+            if s not in stages:
+                stages.append(s)
+    keys = sorted(progress, key=lambda k: (isinstance(k, str), k if isinstance(k, int) else 0, str(k)))
+    head = "".join(f"<th>{html.escape(s)}</th>" for s in stages)
+    rows = []
+    for k in keys:
+        label = f"beam {k:02d}" if isinstance(k, int) else str(k)
+        cells = []
+        for s in stages:
+            state = progress[k].get(s, "")
+            colour = _STATE_COLOURS.get(state, "transparent")
+            cells.append(f"<td class='flint-state' data-state='{html.escape(state)}' style='background:{colour}'>{html.escape(state)}</td>")
+        rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
+    return f"<table class='flint-progress'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
+def flow_run_url(api_url: str, flow_run_id: Any) -> str:
+    """The Prefect UI page of a flow run served by the server at ``api_url``."""
+    base = api_url.rstrip("/").removesuffix("/api")
+    return f"{base}/runs/flow-run/{flow_run_id}"
+
+
+def cancel_flow_run(handle: Any) -> None:
+    """Cancel a flow run: its state becomes Cancelled, so the server refuses to start its remaining tasks."""
+    cancel = getattr(handle, "cancel", None)
+    if callable(cancel):
+        cancel()
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    from flint.prefect.running import prefect_api
+
+    with prefect_api(handle.api_url, getattr(handle, "_auth", None)), get_client(sync_client=True) as client:
+        client.set_flow_run_state(handle.flow_run_id, Cancelled(message="cancelled from the flint launcher"), force=True)
+
+
+class FlowLauncher:
+    """Choose a flow, its inputs, options, cluster and Prefect API; submit; follow; cancel.
+
+    Parameters
+    ----------
+    panel
+        A :class:`~flint_widgets.cluster_panel.ClusterPanel` whose running cluster can be used.
+    flow
+        Initial flow: ``"bandpass"`` or ``"continuum"`` (``"probe"``: a stand-in flow).
+    poll_interval
+        Seconds between updates of the progress table.
+    """
+
+    def __init__(self, panel: Any = None, flow: str = "bandpass", poll_interval: float = 2.0) -> None:
+        import ipywidgets as w
+
+        self.errors = ErrorArea()
+        self.panel = panel
+        self.poll_interval = poll_interval
+        self.handle: Any = None
+        self.result: Any = None
+        self.progress: dict[Any, dict[str, str]] = {}
+        self.state = ""
+        self._submit_thread: threading.Thread | None = None
+        self._poll_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._results_listeners: list[Any] = []
+        self._server_stack = contextlib.ExitStack()
+        self._server_url: str | None = None
+        self._server_lock = threading.Lock()
+
+        self.flow = w.Dropdown(options=list(FLOW_TOOLS), value=flow, description="flow")
+        self.param_box = w.VBox()
+        self.params: dict[str, Any] = {}
+        self._param_types: dict[str, tuple[Any, Any]] = {}
+        self.strategy_path = w.Text(description="strategy", placeholder="(packaged default)", layout=w.Layout(width="60%"))
+        self.strategy_load = w.Button(description="Load strategy", icon="folder-open")
+        self.options_box = w.Accordion()
+        self.option_forms: dict[str, Any] = {}
+        cluster_options = [("YAML file / preset", "yaml")]
+        if panel is not None:
+            cluster_options.insert(0, ("the cluster panel's running cluster", "panel"))
+        self.cluster_choice = w.Dropdown(options=cluster_options, description="cluster")
+        self.cluster_yaml = w.Text(value="local", description="YAML", placeholder="local, slurm or a path")
+        self.api_choice = w.Dropdown(
+            options=[
+                ("local server kept while this launcher lives", "local"),
+                ("temporary server per run (or $PREFECT_API_URL)", "temporary"),
+                ("Prefect server URL", "url"),
+            ],
+            description="Prefect API",
+            style={"description_width": "100px"},
+            layout=w.Layout(width="60%"),
+        )
+        self.api_url = w.Text(description="URL", placeholder="http://host:4200/api")
+        self.submit_button = w.Button(description="Submit", button_style="primary", icon="rocket")
+        self.cancel_button = w.Button(description="Cancel", button_style="warning", icon="times", disabled=True)
+        self.status = w.HTML()
+        self.status.add_class("flint-flow-status")
+        self.link = w.HTML()
+        self.table = w.HTML()
+        self.table.add_class("flint-progress-table")
+
+        self.flow.observe(guarded(self.errors, "flow")(lambda _c: self._build_forms()), names="value")
+        self.strategy_load.on_click(guarded(self.errors, "strategy")(lambda _b: self._build_forms()))
+        self.cluster_choice.observe(lambda _c: self._show_choices(), names="value")
+        self.api_choice.observe(lambda _c: self._show_choices(), names="value")
+        self.submit_button.on_click(guarded(self.errors, "submit")(lambda _b: self.submit()))
+        self.cancel_button.on_click(guarded(self.errors, "cancel")(lambda _b: self.cancel()))
+
+        self.widget = w.VBox(
+            [
+                w.HTML("<b>Flow launcher</b>"),
+                self.flow,
+                self.param_box,
+                w.HBox([self.strategy_path, self.strategy_load]),
+                self.options_box,
+                w.HBox([self.cluster_choice, self.cluster_yaml]),
+                w.HBox([self.api_choice, self.api_url]),
+                w.HBox([self.submit_button, self.cancel_button, self.status]),
+                self.link,
+                self.table,
+                self.errors.output,
+            ]
+        )
+        self.widget.add_class("flint-launcher")
+        self._build_forms()
+        self._show_choices()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ------------------------------------------------------------------ forms
+
+    def _show_choices(self) -> None:
+        self.cluster_yaml.layout.display = "" if self.cluster_choice.value == "yaml" else "none"
+        self.api_url.layout.display = "" if self.api_choice.value == "url" else "none"
+
+    def _build_forms(self) -> None:
+        import ipywidgets as w
+
+        from flint.strategy import load_strategy, tool_options_class
+        from flint_widgets.options_form import OptionsForm
+
+        name = self.flow.value
+        old = {k: c.value for k, c in self.params.items()}
+        self._param_types = flow_parameters(name)
+        self.params = {}
+        for pname, (kind, default) in self._param_types.items():
+            spelled = str(kind)
+            hint = "comma-separated beam numbers (empty: all)" if "list[int]" in spelled else ("a folder or paths" if "list[str]" in spelled else "")
+            c = w.Text(value=old.get(pname, "" if default is None else str(default)), description=pname, placeholder=hint,
+                       layout=w.Layout(width="70%"), style={"description_width": "100px"})
+            c.add_class(f"flint-param-{pname}")
+            self.params[pname] = c
+        self.param_box.children = list(self.params.values())
+
+        strategy = load_strategy(self.strategy_path.value.strip() or None)
+        self.option_forms = {}
+        children, titles = [], []
+        for tool in FLOW_TOOLS[name]:
+            try:
+                model = tool_options_class(tool)
+            except FlintError as exc:
+                logger.warning("no options form for %s: %s", tool, exc)
+                continue
+            values = strategy.raw_options(tool, 0)
+            values = {k: v for k, v in values.items() if k in model.model_fields}
+            form = OptionsForm(model, values)
+            self.option_forms[tool] = form
+            children.append(form.widget)
+            titles.append(f"{tool} options ({model.__name__})")
+        self.options_box.children = children
+        for i, t in enumerate(titles):
+            self.options_box.set_title(i, t)
+        self.options_box.selected_index = None
+
+    def set_params(self, **values: Any) -> None:
+        """Type flow parameters into the form (``beams=[0, 1]`` is written as ``0, 1``)."""
+        for k, v in values.items():
+            if k not in self.params:
+                raise FlintConfigError(f"the {self.flow.value} flow has no parameter {k!r}; it takes {', '.join(self.params)}")
+            self.params[k].value = ", ".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
+
+    def parameters(self) -> dict[str, Any]:
+        """The flow parameters the form describes (strategy included when options were changed)."""
+        out: dict[str, Any] = {}
+        for name, c in self.params.items():
+            kind, default = self._param_types[name]
+            value = parse_parameter(kind, c.value, default)
+            if value is None and default is None and "None" not in str(kind):
+                raise FlintConfigError(f"{name}: required; type a value")
+            out[name] = value
+        problems = {t: f.problem for t, f in self.option_forms.items() if not f.check()}
+        if problems:
+            raise FlintConfigError("; ".join(f"{t} options: {p}" for t, p in problems.items()))
+        changed = {t: f.changed() for t, f in self.option_forms.items()}
+        base = self.strategy_path.value.strip() or None
+        if "strategy" in inspect.signature(self._flow_fn()).parameters:
+            if any(changed.values()) and out.get("out_dir"):
+                out["strategy"] = os.fspath(write_strategy(Path(out["out_dir"]) / f"{self.flow.value}.strategy.yaml", base, changed))
+            elif base:
+                out["strategy"] = base
+        return out
+
+    def _flow_fn(self) -> Any:
+        from flint.prefect.running import get_flow
+
+        return get_flow(self.flow.value).fn
+
+    def cluster(self) -> Any:
+        """The cluster spec for the run: the panel's scheduler address, or a YAML file / preset."""
+        from flint.prefect.clusters import validate_spec
+        from flint.prefect.running import resolve_cluster
+
+        if self.cluster_choice.value == "panel":
+            if self.panel is None or not self.panel.running:
+                raise FlintConfigError("the cluster panel has no running cluster; press Start there, or choose a YAML file")
+            return validate_spec({"address": self.panel.address.value}, source="cluster panel")
+        return resolve_cluster(self.cluster_yaml.value.strip() or "local")
+
+    def api(self) -> str | None:
+        """The Prefect API URL the form names (``None``: a local or temporary server, see :meth:`api_url_for_run`)."""
+        if self.api_choice.value == "url":
+            url = self.api_url.value.strip()
+            if not url.startswith(("http://", "https://")):
+                raise FlintConfigError(f"Prefect API URL {url!r}: give e.g. http://127.0.0.1:4200/api")
+            return url
+        return None
+
+    def api_url_for_run(self) -> str | None:
+        """The API URL to submit to; starts the launcher's local server on first use (slow: call in a thread)."""
+        if self.api_choice.value != "local":
+            return self.api()
+        from flint.prefect.running import temporary_server
+
+        with self._server_lock:
+            if self._server_url is None:
+                self._server_url = self._server_stack.enter_context(temporary_server())
+        return self._server_url
+
+    def close(self) -> None:
+        """Stop following the run and stop the launcher's local Prefect server."""
+        self._stop.set()
+        if self._submit_thread is not None:
+            self._submit_thread.join(timeout=30)
+        with self._server_lock:
+            self._server_stack.close()
+            self._server_url = None
+
+    # ------------------------------------------------------------------ run
+
+    def submit(self) -> None:
+        """Check everything, then submit the flow in a background thread (the kernel stays free)."""
+        if self._submit_thread is not None and self._submit_thread.is_alive():
+            raise FlintConfigError("a flow is being submitted; wait for it")
+        if self.handle is not None and not self.handle.done():
+            raise FlintConfigError("a flow run is still going; Cancel it or wait")
+        params = self.parameters()
+        cluster = self.cluster()
+        self.api()  # a bad URL is reported now, before anything runs
+        flow_name = self.flow.value
+        self.handle, self.result, self.progress, self.state = None, None, {}, "Submitting"
+        self.status.value = message_html(f"submitting {flow_name} ...", ok=True)
+        self.table.value = ""
+        self.link.value = ""
+        self.errors.clear()
+        self._stop.clear()
+        self._submit_thread = threading.Thread(target=self._submit_in_thread, args=(flow_name, params, cluster), daemon=True)
+        self._submit_thread.start()
+
+    def _submit_in_thread(self, flow_name: str, params: dict[str, Any], cluster: Any) -> None:
+        from flint.prefect.running import submit_flow
+
+        try:
+            api_url = self.api_url_for_run()
+            handle = submit_flow(flow_name, params, cluster=cluster, api_url=api_url)
+        except Exception as exc:
+            self.state = "Failed to submit"
+            self.status.value = message_html(f"{flow_name}: not submitted")
+            self.errors.show(exc, "submit")
+            return
+        self.handle = handle
+        self.cancel_button.disabled = False
+        url = flow_run_url(handle.api_url, handle.flow_run_id)
+        temp = self.api_choice.value == "temporary" and not os.environ.get("PREFECT_API_URL")
+        self.link.value = (
+            f"flow run <code>{handle.flow_run_id}</code>"
+            + ("" if temp else f" · <a href='{html.escape(url)}' target='_blank'>open in the Prefect UI</a>")
+        )
+        self._poll_loop()
+
+    def _poll_loop(self) -> None:
+        last_error = ""
+        while True:
+            done = self.handle.done()
+            try:
+                self.refresh()
+            except Exception as exc:  # shown once per distinct message; polling goes on
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    self.errors.show(exc, "progress update")
+            if done or self._stop.wait(self.poll_interval):
+                break
+        self._finish()
+
+    def refresh(self) -> None:
+        """Update the state and the beams x stages table from the Prefect API."""
+        handle = self.handle
+        if handle is None:
+            return
+        self.progress = handle.progress()
+        self.state = handle.state()
+        self.table.value = progress_table_html(self.progress)
+        self.status.value = message_html(f"{handle.flow_name}: {self.state}", ok=self.state not in ("Failed", "Crashed"))
+
+    def _finish(self) -> None:
+        handle = self.handle
+        self.cancel_button.disabled = True
+        try:
+            self.result = handle.result(timeout=0)
+        except Exception as exc:
+            self.state = "Failed" if self.state != "Cancelled" else self.state
+            self.status.value = message_html(f"{handle.flow_name}: {self.state}")
+            self.errors.show(exc, f"{handle.flow_name} flow")
+            return
+        self.state = "Completed"
+        self.status.value = message_html(f"{handle.flow_name}: Completed", ok=True)
+        for callback in self._results_listeners:
+            guarded(self.errors, "results")(callback)(self)
+
+    def on_complete(self, callback: Any) -> None:
+        """Call ``callback(launcher)`` when a run completes (e.g. to list its products)."""
+        self._results_listeners.append(callback)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the submitted run finished and the table shows its end; ``False`` on timeout."""
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        for thread_name in ("_submit_thread",):
+            t = getattr(self, thread_name)
+            if t is not None:
+                t.join(None if end is None else max(0.0, end - time.monotonic()))
+                if t.is_alive():
+                    return False
+        return True
+
+    def cancel(self) -> None:
+        """Cancel the running flow run (its remaining tasks are not started)."""
+        if self.handle is None:
+            raise FlintConfigError("no flow run to cancel")
+        cancel_flow_run(self.handle)
+        self.state = "Cancelled"
+        self.status.value = message_html(f"{self.handle.flow_name}: cancelling", ok=False)
