@@ -285,7 +285,7 @@ class ClusterBuilder:
             widget = w.Textarea(description=f.label, placeholder=f.placeholder, style=style, layout=w.Layout(width="480px", height="52px"))
         else:
             widget = w.Text(description=f.label, placeholder=f.placeholder, style=style, layout=w.Layout(width="320px"))
-        widget.description_tooltip = f"{f.key}: {f.help}" if f.help else f.key
+        widget.tooltip = f"{f.key}: {f.help}" if f.help else f.key
         widget.add_class(f"flint-field-{f.key}")
         msg = w.HTML()
         msg.add_class(f"flint-msg-{f.key}")

@@ -96,7 +96,7 @@ class OptionsForm:
             else:
                 # text boxes for numbers too: an empty box means None for optional fields
                 c = w.Text(value=self._text(value), description=name, style=style, placeholder="(none)" if nullable else "")
-            c.description_tooltip = tip
+            c.tooltip = tip
             self.controls[name] = c
             self._kinds[name] = kind
             self._nullable[name] = nullable
