@@ -142,9 +142,18 @@ def read_layout(ms: MS | Path, column: str | None = None, linear: bool = True) -
 
 
 def rows_per_chunk(layout: MSLayout, bytes_per_vis: int = 8) -> int:
-    """Rows per chunk so one column of a chunk holds about :data:`CHUNK_BYTES`."""
+    """Rows per chunk so one column of a chunk holds about :data:`CHUNK_BYTES`.
+
+    When every integration has the same number of rows, the chunk holds whole
+    integrations (so reductions over a regular time x baseline grid apply).
+    """
     per_row = max(1, layout.n_channels * len(layout.corr_types) * bytes_per_vis)
-    return max(1, CHUNK_BYTES // per_row)
+    rows = max(1, CHUNK_BYTES // per_row)
+    n_times = len(layout.times)
+    if n_times and layout.n_rows % n_times == 0:
+        per_time = layout.n_rows // n_times
+        rows = max(per_time, rows // per_time * per_time)
+    return rows
 
 
 def row_chunks(n_rows: int, chunk: int) -> Iterator[tuple[int, int]]:

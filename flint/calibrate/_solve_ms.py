@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -101,6 +102,19 @@ def _residual_rms(eq: _solver.NormalEquations, gains: NDArray[np.complex128]) ->
     return math.sqrt(max(float(np.sum(np.where(valid, chi2, 0.0))), 0.0) / w) if w > 0 else float("nan")
 
 
+def _read_xy(
+    tab: Any, column: str, start: int, nrow: int, nc: int, x: int, y: int, out: NDArray[Any] | None = None,
+    dtype: type = np.complex64,
+) -> NDArray[Any]:
+    """``(row, chan, 2)`` XX and YY of ``column``: a strided slice read into ``out`` if given."""
+    if y > x:
+        if out is None or out.shape != (nrow, nc, 2):
+            out = np.empty((nrow, nc, 2), dtype=dtype)
+        tab.getcolslicenp(column, out, [0, x], [nc - 1, y], [1, y - x], startrow=start, nrow=nrow)
+        return out
+    return np.asarray(tab.getcol(column, startrow=start, nrow=nrow)[:, :, [x, y]], dtype=dtype)
+
+
 def solve_ms(layout: MSLayout, spec: SolveSpec) -> SolveOutcome:
     """Solve per-antenna XX/YY gains of the MS described by ``layout``.
 
@@ -114,54 +128,57 @@ def solve_ms(layout: MSLayout, spec: SolveSpec) -> SolveOutcome:
     nc, na = layout.n_channels, layout.n_antennas
     ni, t0, t1 = interval_edges(layout, spec.interval_s)
     starts = _solver.channel_groups(nc, spec.chans_per_solution)
-    acc = _solver.Accumulator(ni, na, nc, starts)
+    acc = _solver.Accumulator(ni, na, nc, starts, spectrum=spec.model_spectrum)
     freqs = layout.freqs_hz
     use_uv = spec.uv_min_lambda > 0 or spec.uv_max_lambda is not None
     with open_table(layout.path) as tab:
         cols = tab.colnames()
         wcol = "WEIGHT_SPECTRUM" if "WEIGHT_SPECTRUM" in cols and tab.iscelldefined("WEIGHT_SPECTRUM", 0) else ("WEIGHT" if "WEIGHT" in cols else None)
-        names = ["ANTENNA1", "ANTENNA2", "TIME", spec.column, "FLAG"]
+        names = ["ANTENNA1", "ANTENNA2", "TIME"]
         if wcol:
             names.append(wcol)
         if "FLAG_ROW" in cols:
             names.append("FLAG_ROW")
         if use_uv:
             names.append("UVW")
-        if spec.model_spectrum is None:
-            names.append(spec.model_column)
         chunk = rows_per_chunk(layout)
-        for rng in row_chunks(layout.n_rows, chunk):
-            d = read_rows(tab, names, rng)
+        vis_buf: NDArray[np.complex64] | None = None
+        model_buf: NDArray[np.complex64] | None = None
+        good_buf: NDArray[np.bool_] | None = None
+        w_buf: NDArray[np.float32] | None = None
+        for start, nrow in row_chunks(layout.n_rows, chunk):
+            d = read_rows(tab, names, (start, nrow))
+            vis = vis_buf = _read_xy(tab, spec.column, start, nrow, nc, x, y, vis_buf)
             a1, a2 = d["ANTENNA1"], d["ANTENNA2"]
-            vis = d[spec.column][:, :, [x, y]]
-            good = ~d["FLAG"][:, :, [x, y]]
-            good &= (a1 != a2)[:, None, None]
+            row_ok = a1 != a2
             if "FLAG_ROW" in d:
-                good &= ~d["FLAG_ROW"][:, None, None]
-            good &= np.isfinite(vis)
+                row_ok &= ~d["FLAG_ROW"]
+            if wcol == "WEIGHT":
+                wrow = d[wcol][:, [x, y]].astype(np.float32)
+            else:
+                wrow = np.ones((nrow, 2), dtype=np.float32)
+            wrow *= row_ok[:, None]
+            good = good_buf = _read_xy(tab, "FLAG", start, nrow, nc, x, y, good_buf, dtype=np.bool_)
+            np.logical_not(good, out=good)
+            if not np.isfinite(vis.sum()):
+                good &= np.isfinite(vis)
+            w = w_buf = w_buf if w_buf is not None and w_buf.shape == good.shape else np.empty(good.shape, np.float32)
+            np.multiply(good, wrow[:, None, :], out=w)
+            if wcol == "WEIGHT_SPECTRUM":
+                w *= d[wcol][:, :, [x, y]]
             if use_uv:
                 uvd = np.hypot(d["UVW"][:, 0], d["UVW"][:, 1])[:, None] * freqs[None, :] / C_LIGHT
                 inside = uvd >= spec.uv_min_lambda
                 if spec.uv_max_lambda is not None:
                     inside &= uvd <= spec.uv_max_lambda
-                good &= inside[:, :, None]
-            if wcol == "WEIGHT_SPECTRUM":
-                w = d[wcol][:, :, [x, y]].astype(np.float32)
-            elif wcol == "WEIGHT":
-                w = np.broadcast_to(d[wcol][:, None, [x, y]].astype(np.float32), good.shape)
-            else:
-                w = np.ones(good.shape, dtype=np.float32)
-            w = np.where(good, w, np.float32(0))
-            vis = np.where(good, vis, 0)
-            if spec.model_spectrum is not None:
-                model: NDArray[np.complexfloating] | NDArray[np.floating] = spec.model_spectrum
-            else:
-                model = d[spec.model_column][:, :, [x, y]]
-                model = np.where(good, model, 0)
+                w *= inside[:, :, None]
+            model = None
+            if spec.model_spectrum is None:
+                model = model_buf = _read_xy(tab, spec.model_column, start, nrow, nc, x, y, model_buf)
             if ni > 1:
                 iv = np.clip(np.floor((d["TIME"] - t0) / (t1 - t0) * ni).astype(np.int64), 0, ni - 1)
             else:
-                iv = np.zeros(len(a1), dtype=np.int64)
+                iv = np.zeros(nrow, dtype=np.int64)
             acc.add(iv, a1, a2, vis, w, model)
     eq = acc.finish()
     if not np.any(eq.N > 0):

@@ -18,6 +18,7 @@ residual chi-squared of any gains without another pass (:func:`chi2_per_antenna`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -71,6 +72,10 @@ class Accumulator:
         Start channel of each channel group (see :func:`channel_groups`).
     n_pol
         Number of independent polarisations solved (2: XX and YY).
+    spectrum
+        For a point source at the phase centre: its real ``(chan,)`` spectrum. Then
+        ``sum w V`` and ``sum w`` are accumulated and multiplied by the spectrum at the
+        end (cheaper than a per-visibility model); otherwise :meth:`add` takes a model.
     """
 
     def __init__(
@@ -80,22 +85,50 @@ class Accumulator:
         n_channels: int,
         group_starts: NDArray[np.int64],
         n_pol: int = 2,
+        spectrum: NDArray[np.floating] | None = None,
     ) -> None:
         self.ni, self.na, self.nc, self.np_ = n_intervals, n_antennas, n_channels, n_pol
         self.starts = np.asarray(group_starts, dtype=np.int64)
         self.ng = len(self.starts)
-        shape = (n_intervals * n_antennas * n_antennas, self.ng * n_pol)
-        self._a = np.zeros(shape, dtype=np.complex128)
-        self._bc = np.zeros(shape, dtype=np.complex128)  # B + iC
-        self._wn = np.zeros(shape, dtype=np.complex128)  # W + iN
+        self.spectrum = None if spectrum is None else np.asarray(spectrum, dtype=np.float64)
+        if self.spectrum is not None and self.ng != n_channels:
+            raise ValueError("a point-source spectrum needs per-channel solutions")
+        n_groups = n_intervals * n_antennas * n_antennas
+        k = self.ng * n_pol
+        self._a = np.zeros((n_groups, k), dtype=np.complex128)  # sum w V conj(M)  (or sum w V)
+        self._r = np.zeros((n_groups, 4, k), dtype=np.float64)  # B, C, W, N
         self.n_vis = 0
+        self._buffers: dict[str, NDArray[Any]] = {}
 
-    def _reduce_channels(self, x: NDArray[np.generic]) -> NDArray[np.generic]:
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: type) -> NDArray[Any]:
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape:
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[name] = buf
+        return buf
+
+    def _reduce_channels(self, x: NDArray[Any]) -> NDArray[Any]:
         if self.ng == self.nc:
             return x
         if self.ng == 1:
             return x.sum(axis=1, keepdims=True)
         return np.add.reduceat(x, self.starts, axis=1)
+
+    @staticmethod
+    def _reduce_rows(idx: NDArray[np.int64], x: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[Any]]:
+        """Sum rows of ``x`` sharing an ``idx``: (unique idx, sums)."""
+        nrow = len(idx)
+        uniq, first, inv = np.unique(idx, return_index=True, return_inverse=True)
+        nu = len(uniq)
+        if nrow % nu == 0:
+            grid = idx.reshape(nrow // nu, nu)
+            if np.all(grid == grid[0]):  # rows form a regular (time, baseline) grid
+                return grid[0], x.reshape(nrow // nu, nu, *x.shape[1:]).sum(axis=0)
+        from scipy import sparse
+
+        s = sparse.csr_matrix((np.ones(nrow, dtype=np.float32), (inv, np.arange(nrow))), shape=(nu, nrow))
+        flat = x.reshape(nrow, -1)
+        return uniq, np.asarray(s @ flat).reshape(nu, *x.shape[1:])
 
     def add(
         self,
@@ -104,57 +137,74 @@ class Accumulator:
         a2: NDArray[np.integer],
         vis: NDArray[np.complexfloating],
         weight: NDArray[np.floating],
-        model: NDArray[np.complexfloating] | NDArray[np.floating],
+        model: NDArray[np.complexfloating] | None = None,
     ) -> None:
         """Add a chunk of rows.
 
         ``vis`` and ``weight`` are ``(row, chan, pol)``; ``weight`` is zero where
-        flagged. ``model`` is ``(row, chan, pol)`` or, for a point source at the phase
-        centre, a real ``(chan,)`` spectrum.
+        flagged; flagged samples may hold anything (NaN included). ``model`` is
+        ``(row, chan, pol)``, or ``None`` with a point-source ``spectrum``.
         """
-        from scipy import sparse
-
         nrow = vis.shape[0]
         if nrow == 0:
             return
+        if (model is None) != (self.spectrum is not None):
+            raise ValueError("give a model per visibility, or a spectrum to the Accumulator, not both")
         w = weight.astype(np.float32, copy=False)
-        if model.ndim == 1:
-            m = np.asarray(model, dtype=np.float32)[None, :, None]
-            wv = vis * w
-            a = wv * m
-            b = w * (m * m)
+        if not np.isfinite(vis.sum()):
+            vis = np.where(w > 0, vis, np.complex64(0))
+        # work buffers are reused between chunks: fresh 100 MB temporaries cost more in
+        # page faults than the arithmetic itself
+        wv = self._buffer("wv", vis.shape, np.complex64)
+        np.multiply(vis, w, out=wv)
+        real = self._buffer("real", (nrow, 4, *w.shape[1:]), np.float32)
+        c, scratch = real[:, 1], real[:, 0]
+        np.multiply(vis.real, vis.real, out=c)
+        np.multiply(vis.imag, vis.imag, out=scratch)
+        c += scratch
+        c *= w
+        real[:, 2] = w
+        real[:, 3] = w > 0
+        if model is None:
+            a: NDArray[Any] = wv
+            real[:, 0] = 0.0  # B is filled from W in finish()
         else:
-            wv = vis * w
+            model = np.where(w > 0, model, np.complex64(0))
             a = wv * np.conj(model)
-            b = w * (model.real**2 + model.imag**2)
-        c = (wv * np.conj(vis)).real
-        n = (w > 0).astype(np.float32)
-        blocks = [self._reduce_channels(x) for x in (a, b + 1j * c, w + 1j * n)]
+            np.multiply(model.real, model.real, out=scratch)
+            scratch += np.square(model.imag)
+            scratch *= w
+        a = self._reduce_channels(a)
+        real = self._reduce_channels(real.reshape(nrow * 4, *w.shape[1:])).reshape(nrow, 4, -1)
         idx = (np.asarray(interval, np.int64) * self.na + a1) * self.na + a2
-        uniq, inv = np.unique(idx, return_inverse=True)
-        s = sparse.csr_matrix(
-            (np.ones(nrow, dtype=np.float32), (inv, np.arange(nrow))), shape=(len(uniq), nrow)
-        )
         k = self.ng * self.np_
-        for store, blk in zip((self._a, self._bc, self._wn), blocks, strict=True):
-            store[uniq] += s @ blk.reshape(nrow, k).astype(np.complex64, copy=False)
+        uniq, sa = self._reduce_rows(idx, a.reshape(nrow, k))
+        _, sr = self._reduce_rows(idx, real)
+        self._a[uniq] += sa
+        self._r[uniq] += sr
         self.n_vis += int(nrow * self.nc * self.np_)
 
     def finish(self) -> NormalEquations:
         """Symmetrise (add the conjugate of the other baseline order) and reshape."""
         shape = (self.ni, self.na, self.na, self.ng, self.np_)
+        a_flat, r = self._a, self._r
+        if self.spectrum is not None:
+            m = np.repeat(self.spectrum, self.np_)  # (chan * pol), pol fastest
+            a_flat = a_flat * m
+            r = r.copy()
+            r[:, 0] = r[:, 2] * m**2
 
-        def arr(x: Complex) -> Complex:
+        def arr(x: NDArray[Any]) -> NDArray[Any]:
             y = x.reshape(shape).transpose(0, 3, 4, 1, 2)  # (int, grp, pol, ant, ant)
             return np.ascontiguousarray(y)
 
-        a = arr(self._a)
+        a = arr(a_flat)
         a = a + np.conj(np.swapaxes(a, -1, -2))
-        bc = arr(self._bc)
-        bc = bc + np.swapaxes(bc, -1, -2)
-        wn = arr(self._wn)
-        wn = wn + np.swapaxes(wn, -1, -2)
-        return NormalEquations(A=a, B=bc.real.copy(), C=bc.imag.copy(), W=wn.real.copy(), N=wn.imag.copy())
+        out = []
+        for i in range(4):
+            x = arr(r[:, i])
+            out.append(x + np.swapaxes(x, -1, -2))
+        return NormalEquations(A=a, B=out[0], C=out[1], W=out[2], N=out[3])
 
 
 def stefcal(

@@ -13,8 +13,14 @@ from flint.calibrate.aocal import AOSolutions, read_solutions, write_solutions
 from flint.errors import FlintInputError
 
 
-def _normal_equations(gains: np.ndarray, model: np.ndarray, noise: float = 0.0, seed: int = 0) -> _solver.NormalEquations:
-    """Accumulate V = g_p M conj(g_q) (+ noise) through the real Accumulator. gains (ant, chan, 2)."""
+def _normal_equations(
+    gains: np.ndarray, model: np.ndarray, noise: float = 0.0, seed: int = 0, per_vis: bool = False, shuffle: bool = False
+) -> _solver.NormalEquations:
+    """Accumulate V = g_p M conj(g_q) (+ noise) through the real Accumulator. gains (ant, chan, 2).
+
+    ``per_vis``: pass the model per visibility instead of as a spectrum; ``shuffle``:
+    rows in random order (not a regular time x baseline grid).
+    """
     rng = np.random.default_rng(seed)
     na, nc, _ = gains.shape
     a1, a2 = np.triu_indices(na, k=1)
@@ -22,9 +28,32 @@ def _normal_equations(gains: np.ndarray, model: np.ndarray, noise: float = 0.0, 
     a1, a2 = np.tile(a1, nt), np.tile(a2, nt)
     vis = gains[a1] * model[None, :, None] * np.conj(gains[a2])
     vis = vis + noise * (rng.standard_normal(vis.shape) + 1j * rng.standard_normal(vis.shape))
-    acc = _solver.Accumulator(1, na, nc, _solver.channel_groups(nc, 1))
-    acc.add(np.zeros(len(a1), np.int64), a1, a2, vis.astype(np.complex64), np.ones(vis.shape, np.float32), model)
+    w = np.ones(vis.shape, np.float32)
+    if shuffle:
+        order = rng.permutation(len(a1))
+        a1, a2, vis = a1[order], a2[order], vis[order]
+    iv = np.zeros(len(a1), np.int64)
+    if per_vis:
+        acc = _solver.Accumulator(1, na, nc, _solver.channel_groups(nc, 1))
+        m = np.broadcast_to(model[None, :, None], vis.shape).astype(np.complex64)
+        acc.add(iv, a1, a2, vis.astype(np.complex64), w, m)
+    else:
+        acc = _solver.Accumulator(1, na, nc, _solver.channel_groups(nc, 1), spectrum=model)
+        acc.add(iv, a1, a2, vis.astype(np.complex64), w)
     return acc.finish()
+
+
+def test_accumulator_paths_agree() -> None:
+    """Spectrum vs per-visibility model, regular grid vs shuffled rows: the same sums."""
+    g = _random_gains(7, 4)
+    model = np.linspace(3, 5, 4)
+    ref = _normal_equations(g, model, noise=0.2)
+    for kw in ({"per_vis": True}, {"shuffle": True}, {"per_vis": True, "shuffle": True}):
+        other = _normal_equations(g, model, noise=0.2, **kw)
+        for name in ("A", "B", "C", "W", "N"):
+            np.testing.assert_allclose(getattr(other, name), getattr(ref, name), rtol=2e-5, atol=1e-4, err_msg=f"{name} {kw}")
+    assert np.all(ref.N[0, 0, 0][~np.eye(7, dtype=bool)] == 4)  # 4 integrations per baseline
+    assert np.allclose(ref.A, np.conj(np.swapaxes(ref.A, -1, -2)))  # Hermitian
 
 
 def _random_gains(na: int, nc: int, seed: int = 1) -> np.ndarray:
