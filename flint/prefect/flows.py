@@ -1,0 +1,148 @@
+"""flint's flows: tasks wired together, per beam in parallel, driven by the strategy file.
+
+``bandpass``
+    per beam: copy -> flag -> solve -> [apply -> flag -> re-solve] * flag_rounds
+``continuum``
+    per beam: copy -> apply bandpass -> flag -> image round 0 -> [self-cal -> image] * n;
+    per round: convolve to a common beam -> linmos; last round: source finding ->
+    validation (figure and numbers reported as Prefect artifacts).
+``probe``
+    the same shape with stand-in stages (for the orchestration tests and benchmarks).
+
+A beam's chain never waits for another beam: only the per-round mosaic joins them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from flint.errors import FlintInputError
+from flint.naming import parse_name, product_name
+from flint.prefect import tasks as T
+
+__all__ = ["bandpass_flow", "continuum_flow", "probe_flow", "find_by_beam"]
+
+
+def find_by_beam(where: str | list[str], suffix: str, beams: list[int] | None = None) -> dict[int, str]:
+    """Files named ``SB*.beamNN...<suffix>`` in a folder (or a list of paths), keyed by beam."""
+    if isinstance(where, str | os.PathLike) and Path(where).is_dir():
+        paths = sorted(Path(where).glob(f"SB*.beam*{suffix}"))
+    else:
+        paths = [Path(p) for p in ([where] if isinstance(where, str | os.PathLike) else where)]
+    out: dict[int, str] = {}
+    for p in paths:
+        beam = parse_name(p).beam
+        if beam is not None and (beams is None or beam in beams):
+            out[beam] = os.fspath(p)
+    if not out:
+        raise FlintInputError(f"{where}: no SB<sbid>.<field>.beamNN*{suffix} found" + (f" for beams {beams}" if beams else ""))
+    return out
+
+
+def _strategy(path: str | None) -> Any:
+    from flint.strategy import load_strategy
+
+    return load_strategy(path)
+
+
+@flow(name="flint-bandpass")
+def bandpass_flow(bandpass: str | list[str], out_dir: str, strategy: str | None = None, beams: list[int] | None = None) -> dict[int, str]:
+    """Solve a bandpass per beam of a PKS B1934-638 observation; returns ``{beam: solutions}``."""
+    strat = _strategy(strategy)
+    rounds = int(getattr(strat, "bandpass_flag_rounds", 1))
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    results = {}
+    for beam, ms_path in find_by_beam(bandpass, ".ms", beams).items():
+        label = f"beam{beam:02d}"
+        out = os.fspath(Path(out_dir) / product_name(parse_name(ms_path).sbid, parse_name(ms_path).field, beam=beam, suffix="bandpass.bin"))
+        ms = T.copy_ms_task.submit(ms_path, out_dir, label)
+        ms = T.flag_task.submit(ms, strat.options_for("flag", 0), out_dir, label)
+        sol = T.bandpass_task.submit(ms, strat.options_for("bandpass", 0), out, out_dir, label)
+        for r in range(1, rounds + 1):
+            rl = f"{label}.round{r}"
+            applied = T.apply_task.submit(ms, sol, strat.options_for("apply", r), out_dir, rl)
+            ms = T.flag_task.submit(applied, strat.options_for("flag", r), out_dir, rl)
+            sol = T.bandpass_task.submit(ms, strat.options_for("bandpass", r), out, out_dir, rl)
+        results[beam] = sol
+    return {b: T._path(f.result(), "solutions") for b, f in results.items()}
+
+
+@flow(name="flint-continuum")
+def continuum_flow(
+    science: str | list[str],
+    solutions: str | list[str],
+    out_dir: str,
+    reference: str | None = None,
+    strategy: str | None = None,
+    beams: list[int] | None = None,
+) -> dict[str, Any]:
+    """Calibrate, self-calibrate, image and mosaic a science field; validate the last mosaic."""
+    strat = _strategy(strategy)
+    n_rounds = int(strat.n_rounds)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mss = find_by_beam(science, ".ms", beams)
+    sols = find_by_beam(solutions, ".bin", sorted(mss))
+    missing = sorted(set(mss) - set(sols))
+    if missing:
+        raise FlintInputError(f"{solutions}: no bandpass solutions for beams {missing}; run the bandpass flow first")
+    first = parse_name(next(iter(mss.values())))
+    images: dict[int, list[Any]] = {r: [] for r in range(n_rounds + 1)}
+    for beam, ms_path in mss.items():
+        label = f"beam{beam:02d}"
+        ms = T.copy_ms_task.submit(ms_path, out_dir, label)
+        ms = T.apply_task.submit(ms, sols[beam], strat.options_for("apply", 0), out_dir, label)
+        ms = T.flag_task.submit(ms, strat.options_for("flag", 0), out_dir, label)
+        img = T.image_task.submit(ms, strat.options_for("wsclean", 0), out_dir, 0, f"{label}.round0")
+        images[0].append(img)
+        for r in range(1, n_rounds + 1):
+            rl = f"{label}.round{r}"
+            sc = T.selfcal_task.submit(ms, strat.options_for("selfcal", r), out_dir, rl, after=img)
+            img = T.image_task.submit(ms, strat.options_for("wsclean", r), out_dir, r, rl, after=sc)
+            images[r].append(img)
+    mosaics = {}
+    for r, imgs in images.items():
+        conv = T.convol_task.submit(imgs, strat.options_for("convol", r), out_dir, f"round{r}")
+        mosaic = os.fspath(out / product_name(first.sbid, first.field, round=r, suffix="linmos.fits"))
+        mosaics[r] = T.linmos_task.submit(conv, strat.options_for("linmos", r), mosaic, out_dir, f"round{r}")
+    last = mosaics[n_rounds]
+    products: dict[str, Any] = {"mosaics": {r: T._path(m.result(), "mosaic") for r, m in mosaics.items()}}
+    sf = T.source_finding_task.submit(last, strat.options_for("source_finding", n_rounds), out_dir, f"round{n_rounds}")
+    products["catalogue"] = T._path(sf.result(), "catalogue")
+    if reference:
+        val = T.validation_task.submit(sf, reference, strat.options_for("validation", n_rounds), last, out_dir, f"round{n_rounds}").result()
+        products["validation"] = _report_validation(val)
+    return products
+
+
+def _report_validation(val: Any) -> dict[str, Any]:
+    """Publish the validation figure and numbers as Prefect artifacts; return them."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    figure = T._path(val, "figure")
+    numbers = {k: v for k, v in vars(val).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    create_markdown_artifact(
+        key="flint-validation",
+        markdown=f"# flint validation\n\nFigure: `{figure}`\n\n" + "\n".join(f"- **{k}**: {v:.4g}" for k, v in numbers.items()),
+        description="validation of the last-round mosaic against the reference catalogue",
+    )
+    create_table_artifact(key="flint-validation-numbers", table=[{"quantity": k, "value": v} for k, v in numbers.items()])
+    return {"figure": figure, **numbers}
+
+
+@flow(name="flint-probe")
+def probe_flow(out_dir: str, n_beams: int = 2, rounds: int = 1, seconds: float = 1.0) -> dict[str, Any]:
+    """Stand-in pipeline of the continuum flow's shape (per-beam chains, per-round mosaics)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    per_round: dict[int, list[Any]] = {r: [] for r in range(rounds + 1)}
+    for beam in range(n_beams):
+        prev = None
+        for r in range(rounds + 1):
+            prev = T.probe_task.submit(out_dir, beam, r, seconds, f"beam{beam:02d}.round{r}", after=prev)
+            per_round[r].append(prev)
+    mosaics = {r: T.probe_mosaic_task.submit(parts, out_dir, r, f"round{r}") for r, parts in per_round.items()}
+    return {"mosaics": {r: m.result() for r, m in mosaics.items()}}
