@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def flint_server(postgres_server: PostgresInstance, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def flint_server(postgres_server: PostgresInstance, tmp_path_factory: pytest.TempPathFactory):
     """``flint server`` (uvicorn + Prefect API) on the PostgreSQL fixture."""
     state = tmp_path_factory.mktemp("flint-server")
     mp = pytest.MonkeyPatch()
@@ -50,7 +50,7 @@ def _auth(opts: ServerOptions) -> str:
     return (opts.state_dir / "auth-string").read_text().strip()
 
 
-def test_server_history_survives_restart(flint_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_server_history_survives_restart(flint_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
 
     opts, info = flint_server
@@ -89,7 +89,7 @@ def test_unreachable_api_url_fails_before_submitting(monkeypatch: pytest.MonkeyP
     assert not (tmp_path / "flint-stages.log").exists()
 
 
-def test_unreachable_scheduler_fails_before_submitting(flint_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_scheduler_fails_before_submitting(flint_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opts, info = flint_server
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", _auth(opts))
     spec = validate_spec({"address": f"tcp://127.0.0.1:{free_port()}"}, source="sched.yaml")
@@ -97,7 +97,7 @@ def test_unreachable_scheduler_fails_before_submitting(flint_server, tmp_path: P
         submit_flow("probe", {"out_dir": str(tmp_path)}, cluster=spec, api_url=info.api_url)
 
 
-def test_probe_flow_on_adaptive_slurm(slurm_cluster: SlurmService, flint_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_probe_flow_on_adaptive_slurm(slurm_cluster: SlurmService, flint_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opts, info = flint_server
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", _auth(opts))
     (tmp_path / "cluster.yaml").write_text(
