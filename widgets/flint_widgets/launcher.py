@@ -263,8 +263,8 @@ class FlowLauncher:
             except FlintError as exc:
                 logger.warning("no options form for %s: %s", tool, exc)
                 continue
-            values = strategy.raw_options(tool, 0)
-            values = {k: v for k, v in values.items() if k in model.model_fields}
+            # the strategy's defaults (per-round overrides stay as the file has them)
+            values = {k: v for k, v in strategy.defaults.get(tool, {}).items() if k in model.model_fields}
             form = OptionsForm(model, values)
             self.option_forms[tool] = form
             children.append(form.widget)
@@ -355,9 +355,9 @@ class FlowLauncher:
             raise FlintConfigError("a flow is being submitted; wait for it")
         if self.handle is not None and not self.handle.done():
             raise FlintConfigError("a flow run is still going; Cancel it or wait")
-        params = self.parameters()
+        self.api()  # a bad URL or a missing cluster is reported before anything is written
         cluster = self.cluster()
-        self.api()  # a bad URL is reported now, before anything runs
+        params = self.parameters()
         flow_name = self.flow.value
         self.handle, self.result, self.progress, self.state = None, None, {}, "Submitting"
         self.status.value = message_html(f"submitting {flow_name} ...", ok=True)

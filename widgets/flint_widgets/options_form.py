@@ -35,6 +35,12 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _norm(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_norm(v) for v in value]
+    return value
+
+
 def field_kind(info: FieldInfo) -> tuple[str, Any]:
     """The kind of control for a field: ``bool``, ``int``, ``float``, ``choice`` (with choices) or ``text``."""
     ann, _ = _strip_optional(info.annotation)
@@ -78,8 +84,10 @@ class OptionsForm:
         self.controls: dict[str, Any] = {}
         self._kinds: dict[str, str] = {}
         self._nullable: dict[str, bool] = {}
+        self._annotations: dict[str, Any] = {}
         rows = []
         defaults = {n: f.get_default(call_default_factory=True) for n, f in model.model_fields.items()}
+        self._defaults = defaults
         style = {"description_width": "150px"}
         for name, info in model.model_fields.items():
             kind, choices = field_kind(info)
@@ -100,6 +108,7 @@ class OptionsForm:
             self.controls[name] = c
             self._kinds[name] = kind
             self._nullable[name] = nullable
+            self._annotations[name] = _strip_optional(info.annotation)[0]
             help_html = w.HTML(f"<span style='font-size:11px;color:var(--jp-ui-font-color2,#666)'>{html.escape(desc)}"
                                f"{' (' + html.escape(bounds) + ')' if bounds else ''}</span>")
             rows.append(w.HBox([c, help_html]))
@@ -107,7 +116,6 @@ class OptionsForm:
         self.message = w.HTML()
         self.widget = w.VBox([*rows, self.message])
         self.problem = ""
-        self._defaults = defaults
         self.check()
 
     @staticmethod
@@ -135,8 +143,12 @@ class OptionsForm:
                 return float(text)
             except ValueError:
                 return text
-        try:
-            return yaml.safe_load(text) if text[:1] in "[{" else text
+        if self._annotations[name] is str:
+            return text
+        if text == "":
+            return [] if isinstance(self._defaults.get(name), list | tuple) else text
+        try:  # e.g. ``int | str``, tuples, lists: read the text as YAML
+            return yaml.safe_load(text)
         except yaml.YAMLError:
             return text
 
@@ -145,8 +157,9 @@ class OptionsForm:
         return {name: self._value(name) for name in self.controls}
 
     def changed(self) -> dict[str, Any]:
-        """Fields whose value differs from the model's default (what a strategy file needs)."""
-        return {k: v for k, v in self.values().items() if v != self._defaults.get(k)}
+        """Fields whose value differs from the starting value (the strategy's, else the model default)."""
+        start = {**self._defaults, **self.start_values}
+        return {k: v for k, v in self.values().items() if _norm(v) != _norm(start.get(k))}
 
     def options(self) -> BaseOptions:
         """The options model for the current values (raises :class:`FlintOptionsError`)."""
