@@ -16,6 +16,9 @@ import pytest
 from flint.ms import MS, copy_ms
 from flint.sim import SimOptions, SimResult, simulate_bandpass, simulate_field
 
+# real services (session-scoped, started on first use): a one-node SLURM, a PostgreSQL
+from services import postgres_server, slurm_cluster  # noqa: E402,F401  (fixtures)
+
 IN_CI = bool(os.environ.get("CI"))
 
 
