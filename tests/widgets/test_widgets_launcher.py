@@ -89,7 +89,8 @@ def test_progress_table() -> None:
 @pytest.fixture
 def running_panel() -> Iterator[ClusterPanel]:
     b = ClusterBuilder()
-    b.set_values(n_workers="2", threads_per_worker="1", processes=False, memory_limit="512MB")
+    # threads of this process; the limit applies to the whole pytest process (see test_widgets_panel)
+    b.set_values(n_workers="2", threads_per_worker="1", processes=False, memory_limit="16GB")
     b.extra.value = "dashboard_address: '127.0.0.1:0'\nprotocol: tcp"
     panel = ClusterPanel(b, refresh_interval=0)
     panel.start()
