@@ -35,9 +35,12 @@ def plot_solutions(solutions: str | os.PathLike[str], output: str | os.PathLike[
     Path
         The PNG written.
     """
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "matplotlib.pyplot" not in sys.modules:  # never switch a notebook's inline backend away
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(solutions)
