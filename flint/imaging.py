@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from flint.errors import FlintInputError, FlintOptionsError
-from flint.ms import MS, require_columns
+from flint.ms import MS, data_columns, require_columns
 from flint.naming import parse_name, product_name
 from flint.options import BaseOptions
 from flint.runner import run_command
@@ -35,6 +35,7 @@ __all__ = [
     "WSCleanOptions",
     "ImagingResult",
     "run_imaging",
+    "imaging_column",
     "wsclean_argv",
     "container_argv",
     "bind_dirs",
@@ -99,7 +100,8 @@ class WSCleanOptions(BaseOptions):
     pol: str = "I"
     """Polarisation(s) to image."""
     data_column: str | None = None
-    """Visibility column to image; ``None``: the MS handle's column (``DATA`` for a path)."""
+    """Visibility column to image; ``None``: the MS handle's column, or for a path (as
+    WSClean itself does) ``CORRECTED_DATA`` when the MS has it, else ``DATA``."""
     fits_mask: Path | None = None
     """A FITS clean mask (same grid as the image)."""
     minuv_l: float | None = Field(default=None, ge=0.0)
@@ -362,6 +364,16 @@ def _wsclean_products(name: Path, options: WSCleanOptions) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- run
+def imaging_column(ms: MS | str | os.PathLike[str], options: WSCleanOptions | None = None) -> str:
+    """The column :func:`run_imaging` images: ``options.data_column``, else an MS handle's
+    ``column``, else (a path) ``CORRECTED_DATA`` when the MS has it, else ``DATA``."""
+    if options is not None and options.data_column:
+        return options.data_column
+    if isinstance(ms, MS):
+        return ms.column
+    return "CORRECTED_DATA" if "CORRECTED_DATA" in data_columns(ms) else "DATA"
+
+
 def run_imaging(
     ms: MS | str | os.PathLike[str],
     options: WSCleanOptions | None = None,
@@ -373,8 +385,9 @@ def run_imaging(
     Parameters
     ----------
     ms
-        The Measurement Set (handle or path); its ``column`` is imaged unless
-        ``options.data_column`` says otherwise.
+        The Measurement Set: a handle (its ``column`` is imaged) or a path
+        (``CORRECTED_DATA`` when present, else ``DATA``), unless ``options.data_column``
+        names the column.
     options
         Imaging options (default :class:`WSCleanOptions`).
     out_dir
@@ -399,7 +412,7 @@ def run_imaging(
     handle = MS.cast(ms)
     if round is not None and round < 0:
         raise FlintOptionsError(f"round must be >= 0, got {round}")
-    column = opts.data_column or handle.column
+    column = imaging_column(ms, opts)
     require_columns(handle, column)
     if opts.fits_mask is not None and not Path(opts.fits_mask).is_file():
         raise FlintInputError(f"fits_mask {opts.fits_mask} does not exist; give an existing FITS mask")

@@ -19,6 +19,8 @@ from flint.imaging import (
 from flint.ms import MS
 from flint.sim import SimResult
 
+from conftest import writable_copy
+
 
 def test_default_argv() -> None:
     argv = wsclean_argv(["/d/SB1.F.beam00.ms"], WSCleanOptions(), "/o/x")
@@ -132,3 +134,16 @@ def test_run_imaging_checks_inputs_before_running(tmp_path: Path, sim_field_idea
     with pytest.raises(FlintMSError, match="no such Measurement Set"):
         run_imaging(tmp_path / "missing.ms", out_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_imaging_column_follows_wsclean_for_paths_and_the_handle_otherwise(tmp_path: Path, sim_field_ideal: SimResult) -> None:
+    """A path images CORRECTED_DATA once calibration wrote it (as WSClean does); a handle its column."""
+    from flint.imaging import imaging_column
+    from flint.ms import add_column
+
+    ms = writable_copy(sim_field_ideal.ms_paths[0], tmp_path).path
+    assert imaging_column(ms) == "DATA"
+    add_column(ms, "CORRECTED_DATA", fill="copy")
+    assert imaging_column(ms) == "CORRECTED_DATA"
+    assert imaging_column(MS(Path(ms), column="DATA")) == "DATA"
+    assert imaging_column(ms, WSCleanOptions(data_column="MODEL_DATA")) == "MODEL_DATA"
