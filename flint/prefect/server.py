@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -113,10 +114,10 @@ class ServerInfo:
 
     def exports(self) -> str:
         """Shell lines that point Prefect clients at this server (no secret in them)."""
-        lines = [f"export PREFECT_API_URL={self.api_url}"]
+        lines = [f"export PREFECT_API_URL={shlex.quote(self.api_url)}"]
         auth = Path(self.state_dir) / "auth-string"
         if auth.exists():
-            lines.append(f'export PREFECT_API_AUTH_STRING="$(cat {auth})"')
+            lines.append(f'export PREFECT_API_AUTH_STRING="$(cat {shlex.quote(str(auth))})"')
         return "\n".join(lines)
 
 
@@ -241,13 +242,23 @@ def _database_url(opts: ServerOptions) -> tuple[str, PostgresInstance | None]:
         port = int(port_file.read_text()) if port_file.exists() else (opts.postgres_port or free_port())
     else:
         port = opts.postgres_port or free_port()
-        if os.geteuid() == 0:  # the postgres user must traverse the state dir
+        if os.geteuid() == 0:  # the postgres user must traverse the state dir and its parents
+            _check_traversable(opts.state_dir)
             os.chmod(opts.state_dir, 0o711)
         init_postgres(pg_dir, port=port)
     port_file.write_text(str(port))
     inst = PostgresInstance(data_dir=pg_dir.resolve(), port=port)
     start_postgres(inst)
     return inst.url(), inst
+
+
+def _check_traversable(state_dir: Path) -> None:
+    for parent in state_dir.resolve().parents:
+        if not parent.stat().st_mode & 0o001:
+            raise FlintConfigError(
+                f"--state-dir {state_dir}: PostgreSQL runs as the 'postgres' user, which cannot enter {parent}; "
+                "choose a state folder under /var/lib, /srv or /tmp, or give a database with $" + DB_URL_ENV
+            )
 
 
 def _safe(url: str) -> str:
