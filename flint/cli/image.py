@@ -48,13 +48,12 @@ def strategy_options(strategy: Path | None, tool: str, round: int | None) -> Bas
 
 def run(args: argparse.Namespace) -> int:
     from flint.imaging import WSCleanOptions, run_imaging
-    from flint.ms import MS
 
     base = strategy_options(args.strategy, "wsclean", args.round)
     opts = options_from_args(args, WSCleanOptions, base=base)
     results = []
     for path in args.ms:
-        results.append(run_imaging(MS.cast(path), opts, out_dir=args.out_dir, round=args.round))
+        results.append(run_imaging(path, opts, out_dir=args.out_dir, round=args.round))
     if args.json:
         print(json.dumps([{k: str(v) for k, v in r.products.items()} | {"ms": str(r.ms.path)} for r in results], indent=2))
     else:
