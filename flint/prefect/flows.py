@@ -1,7 +1,7 @@
 """flint's flows: tasks wired together, per beam in parallel, driven by the strategy file.
 
 ``bandpass``
-    per beam: copy -> flag -> solve -> [apply -> flag -> re-solve] * flag_rounds
+    per beam: copy -> bandpass (flag -> solve -> [apply -> flag -> re-solve] * flag_rounds)
 ``continuum``
     per beam: copy -> apply bandpass -> flag -> image round 0 -> [self-cal -> image] * n;
     per round: convolve to a common beam -> linmos; last round: source finding ->
@@ -24,7 +24,7 @@ from flint.errors import FlintInputError
 from flint.naming import parse_name, product_name
 from flint.prefect import tasks as T
 
-__all__ = ["bandpass_flow", "continuum_flow", "probe_flow", "find_by_beam"]
+__all__ = ["bandpass_flow", "continuum_flow", "probe_flow", "find_by_beam", "validation_numbers"]
 
 
 def find_by_beam(where: str | list[str], suffix: str, beams: list[int] | None = None) -> dict[int, str]:
@@ -37,6 +37,11 @@ def find_by_beam(where: str | list[str], suffix: str, beams: list[int] | None = 
     for p in paths:
         beam = parse_name(p).beam
         if beam is not None and (beams is None or beam in beams):
+            if beam in out:
+                raise FlintInputError(
+                    f"{where}: beam {beam} matches both {Path(out[beam]).name} and {p.name}; "
+                    "pass the files (a list) or a folder holding one observation"
+                )
             out[beam] = os.fspath(p)
     if not out:
         raise FlintInputError(f"{where}: no SB<sbid>.<field>.beamNN*{suffix} found" + (f" for beams {beams}" if beams else ""))
@@ -49,25 +54,30 @@ def _strategy(path: str | None) -> Any:
     return load_strategy(path)
 
 
+def _calibrated_flag_options(strat: Any, round: int) -> Any:
+    """The strategy's flagging options, on the calibrated column unless the strategy names one."""
+    opts = strat.options_for("flagging", round)
+    if "column" not in strat.raw_options("flagging", round):
+        opts = opts.with_options(column="CORRECTED_DATA")
+    return opts
+
+
 @flow(name="flint-bandpass")
 def bandpass_flow(bandpass: str | list[str], out_dir: str, strategy: str | None = None, beams: list[int] | None = None) -> dict[int, str]:
-    """Solve a bandpass per beam of a PKS B1934-638 observation; returns ``{beam: solutions}``."""
+    """Solve a bandpass per beam of a PKS B1934-638 observation; returns ``{beam: solution file}``.
+
+    Per beam: copy the MS into ``out_dir`` -> :func:`flint.calibrate.run_bandpass` (flag ->
+    solve -> [apply -> flag -> re-solve] x ``flag_rounds`` of the strategy's ``bandpass``
+    options) -> ``SB<sbid>.B1934-638.beamNN.aocalibrate.bin`` (+ plot) in ``out_dir``.
+    """
     strat = _strategy(strategy)
-    rounds = int(getattr(strat, "bandpass_flag_rounds", 1))
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    options = strat.options_for("bandpass", 0)
     results = {}
     for beam, ms_path in find_by_beam(bandpass, ".ms", beams).items():
         label = f"beam{beam:02d}"
-        out = os.fspath(Path(out_dir) / product_name(parse_name(ms_path).sbid, parse_name(ms_path).field, beam=beam, suffix="bandpass.bin"))
         ms = T.copy_ms_task.submit(ms_path, out_dir, label)
-        ms = T.flag_task.submit(ms, strat.options_for("flag", 0), out_dir, label)
-        sol = T.bandpass_task.submit(ms, strat.options_for("bandpass", 0), out, out_dir, label)
-        for r in range(1, rounds + 1):
-            rl = f"{label}.round{r}"
-            applied = T.apply_task.submit(ms, sol, strat.options_for("apply", r), out_dir, rl)
-            ms = T.flag_task.submit(applied, strat.options_for("flag", r), out_dir, rl)
-            sol = T.bandpass_task.submit(ms, strat.options_for("bandpass", r), out, out_dir, rl)
-        results[beam] = sol
+        results[beam] = T.bandpass_task.submit(ms, options, None, out_dir, label)
     return {b: T._path(f.result(), "solutions") for b, f in results.items()}
 
 
@@ -80,43 +90,63 @@ def continuum_flow(
     strategy: str | None = None,
     beams: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Calibrate, self-calibrate, image and mosaic a science field; validate the last mosaic."""
+    """Calibrate, self-calibrate, image and mosaic a science field; validate the last mosaic.
+
+    Returns ``{"mosaics": {round: path}, "images": {round: {beam: path}}, "catalogue": path,
+    "validation": {"figure": path, <numbers>}}`` (validation only with a ``reference``).
+    """
     strat = _strategy(strategy)
     n_rounds = int(strat.n_rounds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mss = find_by_beam(science, ".ms", beams)
-    sols = find_by_beam(solutions, ".bin", sorted(mss))
+    sols = find_by_beam(solutions, ".aocalibrate.bin", sorted(mss))
     missing = sorted(set(mss) - set(sols))
     if missing:
         raise FlintInputError(f"{solutions}: no bandpass solutions for beams {missing}; run the bandpass flow first")
     first = parse_name(next(iter(mss.values())))
-    images: dict[int, list[Any]] = {r: [] for r in range(n_rounds + 1)}
+    images: dict[int, dict[int, Any]] = {r: {} for r in range(n_rounds + 1)}
     for beam, ms_path in mss.items():
         label = f"beam{beam:02d}"
         ms = T.copy_ms_task.submit(ms_path, out_dir, label)
         ms = T.apply_task.submit(ms, sols[beam], strat.options_for("apply", 0), out_dir, label)
-        ms = T.flag_task.submit(ms, strat.options_for("flag", 0), out_dir, label)
+        ms = T.flag_task.submit(ms, _calibrated_flag_options(strat, 0), out_dir, label)
         img = T.image_task.submit(ms, strat.options_for("wsclean", 0), out_dir, 0, f"{label}.round0")
-        images[0].append(img)
+        images[0][beam] = img
         for r in range(1, n_rounds + 1):
             rl = f"{label}.round{r}"
-            sc = T.selfcal_task.submit(ms, strat.options_for("selfcal", r), out_dir, rl, after=img)
-            img = T.image_task.submit(ms, strat.options_for("wsclean", r), out_dir, r, rl, after=sc)
-            images[r].append(img)
+            ms = T.selfcal_task.submit(ms, strat.options_for("selfcal", r), out_dir, rl, after=img)
+            img = T.image_task.submit(ms, strat.options_for("wsclean", r), out_dir, r, rl)
+            images[r][beam] = img
     mosaics = {}
     for r, imgs in images.items():
-        conv = T.convol_task.submit(imgs, strat.options_for("convol", r), out_dir, f"round{r}")
+        conv = T.convol_task.submit([imgs[b] for b in sorted(imgs)], strat.options_for("convol", r), out_dir, f"round{r}")
         mosaic = os.fspath(out / product_name(first.sbid, first.field, round=r, suffix="linmos.fits"))
         mosaics[r] = T.linmos_task.submit(conv, strat.options_for("linmos", r), mosaic, out_dir, f"round{r}")
     last = mosaics[n_rounds]
-    products: dict[str, Any] = {"mosaics": {r: T._path(m.result(), "mosaic") for r, m in mosaics.items()}}
     sf = T.source_finding_task.submit(last, strat.options_for("source_finding", n_rounds), out_dir, f"round{n_rounds}")
-    products["catalogue"] = T._path(sf.result(), "catalogue")
+    products: dict[str, Any] = {
+        "images": {r: {b: T._path(f.result(), "image") for b, f in imgs.items()} for r, imgs in images.items()},
+        "mosaics": {r: T._path(m.result(), "mosaic") for r, m in mosaics.items()},
+        "catalogue": T._path(sf.result(), "catalogue"),
+    }
     if reference:
         val = T.validation_task.submit(sf, reference, strat.options_for("validation", n_rounds), last, out_dir, f"round{n_rounds}").result()
         products["validation"] = _report_validation(val)
     return products
+
+
+def validation_numbers(val: Any) -> dict[str, float]:
+    """The numeric fields of a validation result (completeness, flux ratio, offsets, ...)."""
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(val)] if dataclasses.is_dataclass(val) else list(vars(val))
+    out: dict[str, float] = {}
+    for name in fields:
+        v = getattr(val, name)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[name] = v
+    return out
 
 
 def _report_validation(val: Any) -> dict[str, Any]:
@@ -124,7 +154,7 @@ def _report_validation(val: Any) -> dict[str, Any]:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     figure = T._path(val, "figure")
-    numbers = {k: v for k, v in vars(val).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    numbers = validation_numbers(val)
     create_markdown_artifact(
         key="flint-validation",
         markdown=f"# flint validation\n\nFigure: `{figure}`\n\n" + "\n".join(f"- **{k}**: {v:.4g}" for k, v in numbers.items()),

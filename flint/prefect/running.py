@@ -224,6 +224,18 @@ class FlowHandle:
         return state.result()
 
 
+def _drain_api_workers() -> None:
+    """Send the logs and events still queued for the API (before a temporary server stops)."""
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+        EventsWorker.drain_all(timeout=5)
+    except Exception as exc:  # pragma: no cover - best effort
+        logger.debug("draining Prefect's API workers failed: %s", exc)
+
+
 def submit_flow(
     flow: Any,
     parameters: Mapping[str, Any] | None = None,
@@ -269,6 +281,7 @@ def submit_flow(
         except BaseException as exc:  # reported by handle.result()
             handle._error = exc
         finally:
+            _drain_api_workers()
             stack.close()
 
     if background:

@@ -17,12 +17,14 @@ retried.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,68 +114,104 @@ _SAFE = {"cache_key_fn": cache_key, "persist_result": True, "retries": 1, "retry
 _ONCE = {"cache_key_fn": cache_key, "persist_result": True, "retries": 0}
 
 
+@contextlib.contextmanager
+def _children_allowed() -> Iterator[None]:
+    """Let a library function start a process pool inside a (daemonic) Dask worker process.
+
+    Dask's nanny starts workers as daemonic processes, which ``multiprocessing`` forbids
+    to have children; BANE (source finding) always works through a ``multiprocessing``
+    pool, even with one core. The pool is joined before the function returns.
+    """
+    import multiprocessing
+
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    daemon = config.get("daemon")
+    if daemon:
+        config["daemon"] = False
+    try:
+        yield
+    finally:
+        if daemon:
+            config["daemon"] = daemon
+
+
+def _ms(obj: Any) -> Any:
+    """The :class:`~flint.ms.MS` a stage result carries (``.ms``), or ``obj`` itself."""
+    return getattr(obj, "ms", obj)
+
+
 @task(name="copy", task_run_name="copy-{label}", **_SAFE)  # type: ignore[call-overload]
-def copy_ms_task(ms: str, dest_dir: str, label: str) -> str:
-    """Copy an input Measurement Set into the run's folder (inputs are never modified)."""
+def copy_ms_task(ms: str, dest_dir: str, label: str) -> Any:
+    """Copy an input Measurement Set into the run's folder (inputs are never modified).
+
+    A copy left by an earlier attempt of this task is replaced (the copy is atomic, so it
+    is complete or absent).
+    """
     from flint.ms import copy_ms
 
     dest = Path(dest_dir) / Path(ms).name
-    out = copy_ms(ms, dest)
+    out = copy_ms(ms, dest, overwrite=True)
     stage_log(dest_dir, "copy", label)
-    return _path(out)
+    return out
 
 
 @task(name="flag", task_run_name="flag-{label}", **_SAFE)  # type: ignore[call-overload]
-def flag_task(ms: str, options: Any, out_dir: str, label: str) -> str:
+def flag_task(ms: Any, options: Any, out_dir: str, label: str) -> Any:
+    """Flag ``ms`` (flags are only added, so a retry is harmless); returns the MS handle."""
     from flint.flagging import run_flagging
 
-    run_flagging(ms, options)
+    handle = _ms(ms)
+    run_flagging(handle, options)
     stage_log(out_dir, "flag", label)
-    return ms
+    return handle
 
 
 @task(name="bandpass", task_run_name="bandpass-{label}", **_SAFE)  # type: ignore[call-overload]
-def bandpass_task(ms: str, options: Any, output: str | None, out_dir: str, label: str) -> Any:
+def bandpass_task(ms: Any, options: Any, output: str | None, out_dir: str, label: str) -> Any:
+    """Solve the bandpass (flag -> solve -> flag/re-solve rounds, per the options)."""
     from flint.calibrate import run_bandpass
 
-    result = run_bandpass(ms, options, output=output)
+    result = run_bandpass(_ms(ms), options, output=output)
     stage_log(out_dir, "bandpass", label)
     return result
 
 
 @task(name="apply", task_run_name="apply-{label}", **_SAFE)  # type: ignore[call-overload]
-def apply_task(ms: str, solutions: Any, options: Any, out_dir: str, label: str) -> str:
+def apply_task(ms: Any, solutions: Any, options: Any, out_dir: str, label: str) -> Any:
+    """Apply a solution file (``DATA`` -> ``CORRECTED_DATA``); returns the calibrated MS handle."""
     from flint.calibrate import run_apply
 
-    result = run_apply(ms, _path(solutions, "solutions"), options)
+    result = run_apply(_ms(ms), _path(solutions, "solutions"), options)
     stage_log(out_dir, "apply", label)
-    return _path(result, "ms")
+    return result.ms
 
 
 @task(name="selfcal", task_run_name="selfcal-{label}", **_ONCE)  # type: ignore[call-overload]
-def selfcal_task(ms: str, options: Any, out_dir: str, label: str, after: Any = None) -> Any:
-    """Solve and apply self-calibration (``after``: the imaging result whose model it uses)."""
+def selfcal_task(ms: Any, options: Any, out_dir: str, label: str, after: Any = None) -> Any:
+    """Solve and apply self-calibration against ``MODEL_DATA`` (``after``: the imaging that wrote it)."""
     from flint.calibrate import run_selfcal
 
-    result = run_selfcal(ms, options)
+    result = run_selfcal(_ms(ms), options)
     stage_log(out_dir, "selfcal", label)
     return result
 
 
 @task(name="image", task_run_name="image-{label}", **_SAFE)  # type: ignore[call-overload]
-def image_task(ms: str, options: Any, out_dir: str, round: int, label: str, after: Any = None) -> Any:
+def image_task(ms: Any, options: Any, out_dir: str, round: int, label: str, after: Any = None) -> Any:
+    """Image ``ms`` (its current column) with WSClean; products named with ``round``."""
     from flint.imaging import run_imaging
 
-    result = run_imaging(ms, options, out_dir=out_dir, round=round)
+    result = run_imaging(_ms(ms), options, out_dir=out_dir, round=round)
     stage_log(out_dir, "image", label)
     return result
 
 
 @task(name="convol", task_run_name="convol-{label}", **_SAFE)  # type: ignore[call-overload]
 def convol_task(images: list[Any], options: Any, out_dir: str, label: str) -> Any:
+    """Convolve the beams' restored images of one round to their common beam."""
     from flint.convol import run_convol
 
-    result = run_convol([os.fspath(getattr(i, "image", i)) for i in images], options)
+    result = run_convol([Path(_path(i, "image")) for i in images], options)
     stage_log(out_dir, "convol", label)
     return result
 
@@ -183,23 +221,26 @@ def linmos_task(images: Any, options: Any, output: str, out_dir: str, label: str
     """Mosaic ``images`` (a list of paths/imaging results, or a convolution result)."""
     from flint.linmos import run_linmos
 
-    items = getattr(images, "images", None) or getattr(images, "outputs", None) or images
-    result = run_linmos([_path(i, "image") for i in items], options, output=output)
+    items = images.images if hasattr(images, "images") else images
+    result = run_linmos([Path(_path(i, "image")) for i in items], options, output=output)
     stage_log(out_dir, "linmos", label)
     return result
 
 
 @task(name="source_finding", task_run_name="source_finding-{label}", **_SAFE)  # type: ignore[call-overload]
 def source_finding_task(image: Any, options: Any, out_dir: str, label: str) -> Any:
+    """Find sources in a mosaic (or a beam image)."""
     from flint.source_finding import run_source_finding
 
-    result = run_source_finding(_path(image, "mosaic", "image"), options)
+    with _children_allowed():
+        result = run_source_finding(_path(image, "mosaic", "image"), options)
     stage_log(out_dir, "source_finding", label)
     return result
 
 
 @task(name="validation", task_run_name="validation-{label}", **_SAFE)  # type: ignore[call-overload]
 def validation_task(catalogue: Any, reference: str, options: Any, image: Any, out_dir: str, label: str) -> Any:
+    """Compare a catalogue with the reference catalogue; writes a figure and tables."""
     from flint.validation import run_validation
 
     img = _path(image, "mosaic", "image") if image is not None else None
