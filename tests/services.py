@@ -48,6 +48,7 @@ __all__ = [
     "postgres_server",
     "start_postgres_service",
     "stop_postgres_service",
+    "drain_prefect_clients",
 ]
 
 
@@ -245,3 +246,16 @@ def postgres_server() -> Iterator[PostgresInstance]:
         yield inst
     finally:
         stop_postgres_service(inst)
+
+
+def drain_prefect_clients(timeout: float = 10) -> None:
+    """Send this process's queued Prefect logs and events now, while their API still runs.
+
+    Call before stopping a Prefect server a test used: otherwise the queues are drained at
+    interpreter exit against a stopped server, and the client retries for a minute or more.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)

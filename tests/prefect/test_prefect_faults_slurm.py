@@ -26,7 +26,7 @@ from flint.prefect.running import FlowHandle, submit_flow
 from flint.prefect.server import ServerInfo, ServerOptions, start_server, stop_server
 from flint.prefect.tasks import read_stage_log
 
-from services import SlurmService
+from services import SlurmService, drain_prefect_clients
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,6 +49,7 @@ def fault_server(postgres_server: PostgresInstance, tmp_path_factory: pytest.Tem
     try:
         yield info
     finally:
+        drain_prefect_clients()
         stop_server(state)
         mp.undo()
 

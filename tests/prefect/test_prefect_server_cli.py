@@ -25,7 +25,7 @@ import pytest
 from flint.cli import main
 from flint.prefect._postgres import PostgresInstance, free_port, stop_postgres
 
-from services import _require_tool
+from services import _require_tool, drain_prefect_clients
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -106,6 +106,7 @@ def cli_server() -> Iterator[CliServer]:
     try:
         yield srv
     finally:
+        drain_prefect_clients()
         srv.run("server", "stop", "--state-dir", str(state))
         mp.undo()
         shutil.rmtree(state, ignore_errors=True)
@@ -201,6 +202,7 @@ def test_database_down_then_stop_leaves_nothing_then_restart_keeps_history(cli_s
     pg = srv.pg
     pg_pid = _postmaster_pid(pg)
     assert _alive(api_pid) and _alive(pg_pid)
+    drain_prefect_clients()  # the probe run's logs/events reach the API before it goes away
 
     # the database goes away under the running API: status says so and exits non-zero
     stop_postgres(pg)
@@ -228,6 +230,7 @@ def test_database_down_then_stop_leaves_nothing_then_restart_keeps_history(cli_s
     rc, out = srv.run("server", "status", "--state-dir", str(srv.state))
     assert rc == 0, out
     new_api, new_pg = json.loads((srv.state / "server.json").read_text())["pid"], _postmaster_pid(srv.pg)
+    drain_prefect_clients()
     rc, _ = srv.run("server", "stop", "--state-dir", str(srv.state))
     assert rc == 0 and not _alive(new_api) and not _alive(new_pg)
     _assert_no_secret_anywhere(srv)
