@@ -85,3 +85,15 @@ def test_bad_folder_is_reported_in_the_widget(tmp_path: Path) -> None:
     b.directory.value = str(tmp_path / "nope")
     b.refresh_button.click()
     assert "nope: not a folder" in b.errors.text
+
+
+def test_folder_made_later_by_the_run(run_dir: Path, tmp_path: Path) -> None:
+    """A run's output folder before the run: no error, then the products once it exists."""
+    later = tmp_path / "later"
+    b = ResultsBrowser(later)
+    assert b.errors.text == "" and "no products yet" in b.summary.value
+    assert b.products == []
+    later.symlink_to(run_dir, target_is_directory=True)
+    b.refresh_button.click()
+    assert b.errors.text == ""
+    assert len(b.products) == len(list_products(run_dir)) > 0

@@ -109,6 +109,12 @@ class ClusterPanel:
         self.log_button = w.Button(description="Show log", icon="file-text-o", disabled=True)
         self.log_view = w.HTML()
 
+        # CSS classes: selectors for the browser test (tests/browser)
+        for widget, css in (
+            (self.start_button, "flint-start"), (self.stop_button, "flint-stop"), (self.scale_n, "flint-scale-n"),
+            (self.scale_button, "flint-scale"), (self.adapt_button, "flint-adapt"), (self.status, "flint-cluster-status"),
+        ):
+            widget.add_class(css)
         self.start_button.on_click(guarded(self.errors, "start")(lambda _b: self.start()))
         self.stop_button.on_click(guarded(self.errors, "stop")(lambda _b: self.stop()))
         self.scale_button.on_click(guarded(self.errors, "scale")(lambda _b: self.scale(self.scale_n.value)))
@@ -312,8 +318,11 @@ class ClusterPanel:
         if [v for _, v in options] != [v for _, v in self.log_choice.options]:
             current = self.log_choice.value
             self.log_choice.options = options
-            if current in [v for _, v in options]:
+            values = [v for _, v in options]
+            if current in values:
                 self.log_choice.value = current
+            elif values:
+                self.log_choice.value = values[0]  # a worker is chosen: Show log works at once
 
     def _show_links(self) -> None:
         links = self.links

@@ -198,6 +198,8 @@ class FlowLauncher:
         self.table = w.HTML()
         self.table.add_class("flint-progress-table")
 
+        self.submit_button.add_class("flint-submit")
+        self.cancel_button.add_class("flint-cancel")
         self.flow.observe(guarded(self.errors, "flow")(lambda _c: self._build_forms()), names="value")
         self.strategy_load.on_click(guarded(self.errors, "strategy")(lambda _b: self._build_forms()))
         self.cluster_choice.observe(lambda _c: self._show_choices(), names="value")

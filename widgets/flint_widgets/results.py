@@ -164,6 +164,7 @@ class ResultsBrowser:
         self.directory = w.Text(value=os.fspath(directory), description="folder", layout=w.Layout(width="60%"))
         self.refresh_button = w.Button(description="List products", icon="refresh")
         self.choice = w.Select(options=[], rows=8, layout=w.Layout(width="95%"))
+        self.choice.add_class("flint-products")
         self.summary = w.HTML()
         self.image = w.Image(format="png", layout=w.Layout(max_width="720px"))
         self.sort_by = w.Dropdown(options=[], description="sort by")
@@ -188,7 +189,10 @@ class ResultsBrowser:
         )
         self.widget.add_class("flint-results")
         self._show_kind(None)
-        if self.directory.value:
+        if self.directory.value and not Path(self.directory.value).expanduser().exists():
+            # a run's folder before the run: nothing to list yet, and nothing wrong
+            self.summary.value = message_html(f"no products yet ({self.directory.value} is made by the run)", ok=True)
+        elif self.directory.value:
             guarded(self.errors, "list products")(self.refresh)()
 
     def _ipython_display_(self) -> None:
