@@ -24,7 +24,7 @@ from flint.errors import FlintInputError
 from flint.naming import parse_name, product_name
 from flint.prefect import tasks as T
 
-__all__ = ["bandpass_flow", "continuum_flow", "probe_flow", "find_by_beam", "validation_numbers"]
+__all__ = ["bandpass_flow", "continuum_flow", "probe_flow", "find_by_beam", "validation_numbers", "check_flow_inputs"]
 
 
 def find_by_beam(where: str | list[str], suffix: str, beams: list[int] | None = None) -> dict[int, str]:
@@ -46,6 +46,41 @@ def find_by_beam(where: str | list[str], suffix: str, beams: list[int] | None = 
     if not out:
         raise FlintInputError(f"{where}: no SB<sbid>.<field>.beamNN*{suffix} found" + (f" for beams {beams}" if beams else ""))
     return out
+
+
+def _existing(where: str | list[str], what: str) -> None:
+    for p in [where] if isinstance(where, str | os.PathLike) else where:
+        if not Path(p).exists():
+            raise FlintInputError(f"{p}: no such {what}; check the path")
+
+
+def _solutions_by_beam(solutions: str | list[str], beams: list[int]) -> dict[int, str]:
+    sols = find_by_beam(solutions, ".aocalibrate.bin", beams)
+    missing = sorted(set(beams) - set(sols))
+    if missing:
+        raise FlintInputError(f"{solutions}: no bandpass solutions for beams {missing}; run the bandpass flow first")
+    return sols
+
+
+def check_flow_inputs(name: str, parameters: dict[str, Any]) -> None:
+    """Check a flow's inputs exist and fit together (raises :class:`FlintInputError`).
+
+    What the flow itself would find wrong only after it started: missing Measurement
+    Sets, beams without solutions, a missing reference catalogue, a bad strategy file.
+    """
+    p = parameters
+    if name == "bandpass":
+        _existing(p["bandpass"], "bandpass Measurement Set or folder")
+        find_by_beam(p["bandpass"], ".ms", p.get("beams"))
+    elif name == "continuum":
+        _existing(p["science"], "science Measurement Set or folder")
+        _existing(p["solutions"], "solutions file or folder")
+        mss = find_by_beam(p["science"], ".ms", p.get("beams"))
+        _solutions_by_beam(p["solutions"], sorted(mss))
+        if p.get("reference"):
+            _existing(p["reference"], "reference catalogue")
+    if name in ("bandpass", "continuum"):
+        _strategy(p.get("strategy"))
 
 
 def _strategy(path: str | None) -> Any:
@@ -100,10 +135,7 @@ def continuum_flow(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mss = find_by_beam(science, ".ms", beams)
-    sols = find_by_beam(solutions, ".aocalibrate.bin", sorted(mss))
-    missing = sorted(set(mss) - set(sols))
-    if missing:
-        raise FlintInputError(f"{solutions}: no bandpass solutions for beams {missing}; run the bandpass flow first")
+    sols = _solutions_by_beam(solutions, sorted(mss))
     first = parse_name(next(iter(mss.values())))
     images: dict[int, dict[int, Any]] = {r: {} for r in range(n_rounds + 1)}
     for beam, ms_path in mss.items():

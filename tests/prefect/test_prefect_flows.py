@@ -10,14 +10,18 @@ fixtures) and the tests read their products:
   simulated sky within stated tolerances;
 * the stage log shows every stage exactly once per beam (per round for the mosaics).
 
-Both flows are run through ``flint flow`` (``flint.cli.main``) so the CLI's printed
-products are checked on the same runs.
+Both flows are run through ``flint flow`` (``flint.cli.main``): the bandpass flow with
+``--background`` (a detached command followed by its PID and flow-run id), the continuum
+flow in the foreground; the tests read the products the command printed.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import io
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,33 +53,65 @@ def api_url() -> Any:
         yield url
 
 
+def _cli(argv: list[str]) -> tuple[int, str]:
+    """``flint <argv>`` in this process; returns the exit status and what it printed."""
+    from flint.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(argv)
+    return rc, buf.getvalue()
+
+
+def _parse_products(text: str) -> dict[str, Any]:
+    """Products as ``flint flow`` prints them (``<what>: <path or number>`` lines)."""
+    products: dict[str, Any] = {"images": {}, "mosaics": {}, "validation": {}, "solutions": {}}
+    for line in text.splitlines():
+        key, _, value = line.partition(": ")
+        words = key.split()
+        if words[:2] == ["image", "round"]:
+            products["images"].setdefault(int(words[2]), {})[int(words[4])] = value
+        elif words[:2] == ["mosaic", "round"]:
+            products["mosaics"][int(words[2])] = value
+        elif words[:2] == ["solutions", "beam"]:
+            products["solutions"][int(words[2])] = value
+        elif key == "catalogue":
+            products["catalogue"] = value
+        elif key == "validation figure":
+            products["validation"]["figure"] = value
+        elif words[:1] == ["validation"]:
+            products["validation"][words[1]] = float(value)
+        elif key in ("flow run", "state"):
+            products[key] = value.split()[0]
+    return products
+
+
 @pytest.fixture(scope="module")
 def bandpass_run(sim_bandpass: SimResult, tmp_path_factory: pytest.TempPathFactory, api_url: str) -> dict[str, Any]:
-    """The bandpass flow in the background (a handle), on all beams."""
+    """``flint flow bandpass --background`` on all beams, followed to its end."""
     require_tool("wsclean")
-    from flint.prefect.running import submit_flow
-
     out = tmp_path_factory.mktemp("flow_bandpass")
-    params = {"bandpass": [os.fspath(p) for p in sim_bandpass.ms_paths], "out_dir": os.fspath(out), "strategy": os.fspath(STRATEGY)}
-    handle = submit_flow("bandpass", params, cluster="local", api_url=api_url, background=True)
-    assert handle.wait(600)
-    return {"out": out, "handle": handle, "solutions": handle.result()}
+    argv = ["flow", "bandpass", *map(os.fspath, sim_bandpass.ms_paths), "--out-dir", os.fspath(out)]
+    rc, text = _cli([*argv, "--strategy", os.fspath(STRATEGY), "--api-url", api_url, "--background"])
+    assert rc == 0, text
+    started = re.search(r"started: PID (\d+), log (\S+)", text)
+    run_id = re.search(r"^flow run: (\S+)", text, re.M)
+    assert started and run_id, text
+    pid, log = int(started[1]), Path(started[2])
+    _, status = os.waitpid(pid, 0)  # the detached command is this process's child
+    assert os.waitstatus_to_exitcode(status) == 0, log.read_text()[-2000:]
+    return {"out": out, "run_id": run_id[1], "log": log, "products": _parse_products(log.read_text())}
 
 
 @pytest.fixture(scope="module")
 def continuum_run(sim_field: SimResult, bandpass_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, api_url: str) -> dict[str, Any]:
-    """The continuum flow in the foreground on the bandpass flow's solutions."""
-    from flint.prefect.running import run_flow
-
+    """``flint flow continuum`` in the foreground on the bandpass flow's solutions."""
     out = tmp_path_factory.mktemp("flow_continuum")
-    params = {
-        "science": [os.fspath(p) for p in sim_field.ms_paths],
-        "solutions": os.fspath(bandpass_run["out"]),
-        "out_dir": os.fspath(out),
-        "reference": os.fspath(sim_field.sky_csv or ""),
-        "strategy": os.fspath(STRATEGY),
-    }
-    return {"out": out, "products": run_flow("continuum", params, cluster="local", api_url=api_url)}
+    argv = ["flow", "continuum", *map(os.fspath, sim_field.ms_paths), "--solutions", os.fspath(bandpass_run["out"])]
+    argv += ["--reference", os.fspath(sim_field.sky_csv or ""), "--out-dir", os.fspath(out), "--strategy", os.fspath(STRATEGY)]
+    rc, text = _cli([*argv, "--api-url", api_url])
+    assert rc == 0, text
+    return {"out": out, "text": text, "products": _parse_products(text)}
 
 
 def _stage_counts(out_dir: Path) -> collections.Counter[tuple[str, str]]:
@@ -87,7 +123,7 @@ def _stage_counts(out_dir: Path) -> collections.Counter[tuple[str, str]]:
 def test_bandpass_flow_solutions_match_truth(bandpass_run: dict[str, Any], sim_bandpass: SimResult) -> None:
     from flint.calibrate import read_solutions
 
-    sols = bandpass_run["solutions"]
+    sols = bandpass_run["products"]["solutions"]
     assert sorted(int(b) for b in sols) == list(BEAMS)
     truth = np.load(sim_bandpass.truth)["bandpass"]  # (beam, ant, chan, pol)
     for beam, path in sols.items():
@@ -104,12 +140,18 @@ def test_bandpass_flow_solutions_match_truth(bandpass_run: dict[str, Any], sim_b
         assert not (ms.parent / f"{ms.stem}.aocalibrate.bin").exists()
 
 
-def test_bandpass_flow_stage_log_and_progress(bandpass_run: dict[str, Any]) -> None:
+def test_bandpass_flow_stage_log_and_progress(bandpass_run: dict[str, Any], api_url: str) -> None:
+    import uuid
+
+    from flint.prefect.running import FlowHandle
+
     counts = _stage_counts(bandpass_run["out"])
     expected = {(stage, f"beam{b:02d}"): 1 for b in BEAMS for stage in ("copy", "bandpass")}
     assert dict(counts) == expected
-    handle = bandpass_run["handle"]
+    # the run the detached command started, read back through the API by its id
+    handle = FlowHandle(flow_run_id=uuid.UUID(bandpass_run["run_id"]), api_url=api_url, flow_name="flint-bandpass")
     assert handle.state() == "Completed"
+    assert bandpass_run["products"]["state"] == "Completed"
     progress = handle.progress()
     assert {b: progress[b] for b in BEAMS} == {b: {"copy": "Completed", "bandpass": "Completed"} for b in BEAMS}
 
@@ -118,6 +160,7 @@ def test_continuum_flow_products(continuum_run: dict[str, Any]) -> None:
     from astropy.io import fits
 
     out, products = continuum_run["out"], continuum_run["products"]
+    assert products["state"] == "Completed"
     assert sorted(products["images"]) == [0, 1]
     for r, per_beam in products["images"].items():
         assert sorted(per_beam) == list(BEAMS)

@@ -1,0 +1,125 @@
+"""``flint flow`` refuses bad input with one line on stderr before anything is submitted.
+
+Each case must fail fast: no output folder created (nothing started), exit status 1,
+a single ``flint flow: error: ...`` line naming the problem. The flows themselves run
+through the CLI in test_prefect_flows.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from flint.sim import SimResult
+
+STRATEGY = Path(__file__).parent / "data" / "flow_strategy.yaml"
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, float]:
+    from flint.cli import main
+
+    t0 = time.perf_counter()
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    return rc, err, time.perf_counter() - t0
+
+
+@pytest.fixture()
+def solutions(tmp_path: Path) -> Path:
+    """A folder with solution files named for beams 0 and 1 only (names are all the check reads)."""
+    d = tmp_path / "bandpass"
+    d.mkdir()
+    for b in (0, 1):
+        (d / f"SB100.B1934-638.beam{b:02d}.aocalibrate.bin").write_bytes(b"")
+    return d
+
+
+def _continuum(sim_field: SimResult, solutions: Path, out: Path, *extra: str) -> list[str]:
+    return ["flow", "continuum", *map(os.fspath, sim_field.ms_paths), "--solutions", os.fspath(solutions), "--out-dir", os.fspath(out), *extra]
+
+
+def _assert_refused(rc: int, err: str, out: Path, *words: str) -> None:
+    assert rc == 1
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("flint flow: error: ")
+    for w in words:
+        assert w in err, err
+    assert not out.exists(), "something was started"
+
+
+def test_missing_input_ms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    missing = tmp_path / "SB100.B1934-638.beam00.ms"
+    rc, err, _ = _run(["flow", "bandpass", os.fspath(missing), "--out-dir", os.fspath(out)], capsys)
+    _assert_refused(rc, err, out, os.fspath(missing), "no such")
+
+
+def test_beams_without_solutions(sim_field: SimResult, solutions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    rc, err, _ = _run(_continuum(sim_field, solutions, out), capsys)
+    _assert_refused(rc, err, out, "no bandpass solutions for beams [2]", "run the bandpass flow first")
+    # asking only for the beams that have solutions passes the input check (then stops at the API check)
+    rc, err, _ = _run(_continuum(sim_field, solutions, out, "--beams", "0", "1", "--api-url", "http://127.0.0.1:9/api"), capsys)
+    _assert_refused(rc, err, out, "no Prefect API answers")
+
+
+def test_missing_reference(sim_field: SimResult, solutions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    rc, err, _ = _run(_continuum(sim_field, solutions, out, "--beams", "0", "--reference", os.fspath(tmp_path / "sky.csv")), capsys)
+    _assert_refused(rc, err, out, "sky.csv", "reference catalogue")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "words"),
+    [
+        ("cluster_class: [distributed.LocalCluster\n", ("cluster.yaml",)),
+        ("cluster_class: distributed.LocalCluster\ncluster_kwargs: {n_wrkers: 2}\n", ("n_wrkers", "n_workers")),
+        ("cluster_class: os.system\n", ("os.system",)),
+        ("cluster_class: distributed.LocalCluster\nadapt_kwargs: {minimum: 3, maximum: 1}\n", ("minimum",)),
+    ],
+    ids=["malformed", "misspelt-kwarg", "unknown-class", "min-gt-max"],
+)
+def test_bad_cluster_yaml(
+    yaml_text: str, words: tuple[str, ...], sim_field: SimResult, solutions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text(yaml_text)
+    out = tmp_path / "out"
+    rc, err, _ = _run(_continuum(sim_field, solutions, out, "--beams", "0", "--cluster-config", os.fspath(cfg)), capsys)
+    _assert_refused(rc, err, out, *words)
+
+
+def test_unreachable_scheduler_address(sim_field: SimResult, solutions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flint.prefect._postgres import free_port
+
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text(f"address: tcp://127.0.0.1:{free_port()}\n")
+    out = tmp_path / "out"
+    rc, err, _ = _run(_continuum(sim_field, solutions, out, "--beams", "0", "--cluster-config", os.fspath(cfg)), capsys)
+    _assert_refused(rc, err, out, "no Dask scheduler answers")
+
+
+def test_unreachable_prefect_api_url(
+    sim_field: SimResult, solutions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flint.prefect._postgres import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    out = tmp_path / "out"
+    rc, err, seconds = _run(_continuum(sim_field, solutions, out, "--beams", "0", "--background"), capsys)
+    _assert_refused(rc, err, out, f"PREFECT_API_URL={url}", "flint server start")
+    assert seconds < 30  # refused up front, not after a server or cluster start
+
+
+def test_bad_strategy(sim_field: SimResult, solutions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    strat = tmp_path / "strategy.yaml"
+    shutil.copy(STRATEGY, strat)
+    strat.write_text(strat.read_text().replace("scale_arcsec:", "scale_arsec:"))
+    out = tmp_path / "out"
+    rc, err, _ = _run(_continuum(sim_field, solutions, out, "--beams", "0", "--strategy", os.fspath(strat)), capsys)
+    _assert_refused(rc, err, out, "strategy.yaml", "scale_arsec")
