@@ -222,20 +222,21 @@ def _save_failure(page: Any, shots: Path, lab: Lab) -> None:
     shutil.copy(lab.log, shots / "jupyterlab.log")
 
 
-def compose_overview(left: Path, right: list[Path], dest: Path, pad: int = 16) -> Path:
-    """One picture of the widgets: ``left`` beside the ``right`` images stacked (the README screenshot)."""
+def compose_overview(left: list[Path], right: list[Path], dest: Path, pad: int = 16) -> Path:
+    """One picture of the widgets: two columns of stacked screenshots (the README picture)."""
     from PIL import Image
 
-    lim = Image.open(left).convert("RGB")
-    rims = [Image.open(p).convert("RGB") for p in right]
-    rw = max(im.width for im in rims)
-    rh = sum(im.height for im in rims) + pad * (len(rims) - 1)
-    canvas = Image.new("RGB", (lim.width + rw + 3 * pad, max(lim.height, rh) + 2 * pad), "white")
-    canvas.paste(lim, (pad, pad))
-    y = pad
-    for im in rims:
-        canvas.paste(im, (lim.width + 2 * pad, y))
-        y += im.height + pad
+    columns = [[Image.open(p).convert("RGB") for p in paths] for paths in (left, right)]
+    widths = [max(im.width for im in col) for col in columns]
+    heights = [sum(im.height + pad for im in col) for col in columns]
+    canvas = Image.new("RGB", (sum(widths) + 3 * pad, max(heights) + pad), "white")
+    x = pad
+    for col, width in zip(columns, widths, strict=True):
+        y = pad
+        for im in col:
+            canvas.paste(im, (x, y))
+            y += im.height + pad
+        x += width + pad
     canvas.save(dest, optimize=True)
     return dest
 
@@ -340,7 +341,8 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             assert "beam00" in listed and "beam01" in listed, listed
             results.screenshot(path=shots / "05_results.png")
             page.screenshot(path=shots / "06_lab.png")
-            compose_overview(shots / "01_builder.png", [shots / "02_cluster_panel_2_workers.png", shots / "04_launcher_completed.png"],
+            compose_overview([shots / "01_builder.png", shots / "05_results.png"],
+                             [shots / "02_cluster_panel_2_workers.png", shots / "04_launcher_completed.png"],
                              shots / "widgets_overview.png")
 
             # clean up from the notebook: the last cell stops the launcher's server and the cluster

@@ -177,7 +177,8 @@ class FlowLauncher:
         cluster_options = [("YAML file / preset", "yaml")]
         if panel is not None:
             cluster_options.insert(0, ("the cluster panel's running cluster", "panel"))
-        self.cluster_choice = w.Dropdown(options=cluster_options, description="cluster")
+        self.cluster_choice = w.Dropdown(options=cluster_options, description="cluster", style={"description_width": "100px"},
+                                         layout=w.Layout(width="45%"))
         self.cluster_yaml = w.Text(value="local", description="YAML", placeholder="local, slurm or a path")
         self.api_choice = w.Dropdown(
             options=[
