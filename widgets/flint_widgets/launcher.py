@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 #: flow -> the strategy tools (option models) its stages use
 FLOW_TOOLS: dict[str, tuple[str, ...]] = {
-    "bandpass": ("flagging", "bandpass", "apply"),
+    "bandpass": ("bandpass",),  # its flagging rounds are BandpassOptions fields
     "continuum": ("apply", "flagging", "wsclean", "selfcal", "convol", "linmos", "source_finding", "validation"),
     "probe": (),
 }
