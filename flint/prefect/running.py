@@ -23,17 +23,34 @@ import os
 import re
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flint.errors import FlintConfigError, FlintError
 from flint.prefect.clusters import ClusterSpec, load_cluster_spec, task_runner, validate_spec
-from flint.prefect.server import ServerOptions, check_api_reachable, start_server, stop_server
+from flint.prefect.server import (
+    ServerInfo,
+    ServerOptions,
+    check_api_reachable,
+    start_server,
+    stop_server,
+)
 
-__all__ = ["FLOW_NAMES", "get_flow", "prefect_api", "resolve_cluster", "run_flow", "submit_flow", "FlowHandle", "temporary_server"]
+__all__ = [
+    "FLOW_NAMES",
+    "get_flow",
+    "prefect_api",
+    "resolve_cluster",
+    "run_flow",
+    "submit_flow",
+    "FlowHandle",
+    "temporary_server",
+    "start_temporary_server",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +103,13 @@ def prefect_api(api_url: str, auth_string: str | None = None) -> Iterator[None]:
                 os.environ[k] = v
 
 
-@contextlib.contextmanager
-def temporary_server() -> Iterator[str]:
-    """A throw-away local Prefect server (SQLite in a temp dir) for one run; yields its API URL."""
+def start_temporary_server() -> tuple[ServerInfo, Callable[[], None]]:
+    """Start a throw-away local Prefect server (SQLite in a temp dir).
+
+    Returns its :class:`~flint.prefect.server.ServerInfo` and the function that stops it
+    (by the PID it recorded) and removes its folder; that function also runs at
+    interpreter exit if nobody called it.
+    """
     import atexit
     import shutil
 
@@ -97,16 +118,27 @@ def temporary_server() -> Iterator[str]:
     state = Path(tempfile.mkdtemp(prefix="flint-prefect-"))
 
     def cleanup() -> None:
+        atexit.unregister(cleanup)
         stop_server(state)
         shutil.rmtree(state, ignore_errors=True)
 
     atexit.register(cleanup)  # also when the interpreter exits with the run unfinished
-    info = start_server(ServerOptions(state_dir=state, port=free_port(), auth=False), database_url=f"sqlite+aiosqlite:///{state}/prefect.db")
+    try:
+        info = start_server(ServerOptions(state_dir=state, port=free_port(), auth=False), database_url=f"sqlite+aiosqlite:///{state}/prefect.db")
+    except BaseException:
+        cleanup()
+        raise
+    return info, cleanup
+
+
+@contextlib.contextmanager
+def temporary_server() -> Iterator[str]:
+    """A throw-away local Prefect server (SQLite in a temp dir) for one run; yields its API URL."""
+    info, cleanup = start_temporary_server()
     try:
         yield info.api_url
     finally:
         cleanup()
-        atexit.unregister(cleanup)
 
 
 @contextlib.contextmanager
@@ -146,6 +178,8 @@ class FlowHandle:
     flow_run_id: uuid.UUID
     api_url: str
     flow_name: str
+    submitted_at: float = 0.0
+    """``time.time()`` when :func:`submit_flow` was called."""
     _thread: threading.Thread | None = None
     _state: Any = None
     _error: BaseException | None = None
@@ -175,13 +209,10 @@ class FlowHandle:
             run = client.read_flow_run(self.flow_run_id)
         return str(run.state.name) if run.state else "Unknown"
 
-    def task_states(self) -> dict[str, str]:
-        """Task-run name -> state name, for every task run of this flow run."""
+    def _task_runs(self) -> list[Any]:
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
         from prefect.client.schemas.sorting import TaskRunSort
 
-        if self._final is not None:
-            return dict(self._final["tasks"])
         flt = FlowRunFilter(id=FlowRunFilterId(any_=[self.flow_run_id]))
         runs: list[Any] = []
         with prefect_api(self.api_url, self._auth), self._client() as client:
@@ -190,7 +221,29 @@ class FlowHandle:
                 runs.extend(page)
                 if len(page) < 200:
                     break
-        return {r.name: (r.state.name if r.state else "Unknown") for r in runs}
+        return runs
+
+    def task_states(self) -> dict[str, str]:
+        """Task-run name -> state name, for every task run of this flow run."""
+        if self._final is not None:
+            return dict(self._final["tasks"])
+        return {r.name: (r.state.name if r.state else "Unknown") for r in self._task_runs()}
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Task runs as ``{"name", "state", "start", "end"}`` (POSIX seconds or ``None``), by start."""
+        if self._final is not None:
+            return list(self._final["timeline"])
+
+        def ts(t: Any) -> float | None:
+            return None if t is None else float(t.timestamp())
+
+        rows = [{"name": r.name, "state": r.state.name if r.state else "Unknown", "start": ts(r.start_time), "end": ts(r.end_time)} for r in self._task_runs()]
+        return sorted(rows, key=lambda row: (row["start"] is None, row["start"] or 0.0))
+
+    def first_task_latency(self) -> float | None:
+        """Seconds from :func:`submit_flow` to the first task run entering ``Running``."""
+        starts = [row["start"] for row in self.timeline() if row["start"] is not None]
+        return min(starts) - self.submitted_at if starts else None
 
     def progress(self) -> dict[int | str, dict[str, str]]:
         """Per-beam stage progress: ``{beam: {stage[.roundN]: state}}``; mosaic stages under ``"mosaic"``."""
@@ -251,6 +304,7 @@ def submit_flow(
     spec, the Prefect API (``api_url`` / ``$PREFECT_API_URL``) and a scheduler ``address``.
     A temporary local Prefect server (when no API is configured) lives as long as the run.
     """
+    submitted_at = time.time()
     flow_obj = get_flow(flow)
     spec = resolve_cluster(cluster) if runner is None else None
     params = dict(parameters or {})
@@ -267,7 +321,7 @@ def submit_flow(
     except BaseException:
         stack.close()
         raise
-    handle = FlowHandle(flow_run_id=flow_run.id, api_url=url, flow_name=flow_obj.name, _auth=auth)
+    handle = FlowHandle(flow_run_id=flow_run.id, api_url=url, flow_name=flow_obj.name, submitted_at=submitted_at, _auth=auth)
 
     def target() -> None:
         from prefect.flow_engine import run_flow as engine_run
@@ -276,7 +330,7 @@ def submit_flow(
             with prefect_api(url, auth):
                 handle._state = engine_run(configured, flow_run=flow_run, parameters=params, return_type="state")
                 # the API may go away with the run (temporary server): keep the last word
-                final = {"tasks": handle.task_states(), "state": handle.state()}
+                final = {"tasks": handle.task_states(), "timeline": handle.timeline(), "state": handle.state()}
                 handle._final = final
         except BaseException as exc:  # reported by handle.result()
             handle._error = exc
