@@ -290,7 +290,8 @@ def reference_phase(gains: Complex, ref_ant: int) -> Complex:
         first = np.argmax(ok, axis=-1)
         ref = np.where(bad, first, ref)
     gr = np.take_along_axis(g, ref[..., None], axis=-1)
-    rot = np.where(np.isfinite(gr) & (np.abs(gr) > 0), np.conj(gr) / np.abs(gr), 1.0)
+    ok_ref = np.isfinite(gr) & (np.abs(gr) > 0)
+    rot = np.where(ok_ref, np.conj(gr) / np.where(ok_ref, np.abs(gr), 1.0), 1.0)
     return g * rot
 
 

@@ -156,9 +156,15 @@ def run_bandpass(
         # raw calibrator data carry the full bandpass: flatten it so AOFlagger sees RFI, not ripple
         run_flagging(ms, flag_opts.with_options(flatten_spectrum=True))
     outcome = solve_ms(layout, spec)
-    for _ in range(opts.flag_rounds):
+    for i in range(opts.flag_rounds):
         apply_solutions(layout, outcome.solutions, opts.column, "CORRECTED_DATA", flag_bad_solutions=False)
-        run_flagging(ms, flag_opts.with_options(column="CORRECTED_DATA", flag_zero_uvw=False))
+        fr = run_flagging(ms, flag_opts.with_options(column="CORRECTED_DATA", flag_zero_uvw=False))
+        if fr.flagged_after - fr.flagged_before > 0.1:
+            logger.warning(
+                "%s: flag round %d flagged %.1f%% more of the calibrator's data (%.1f%% -> %.1f%%); "
+                "check the solutions plot and the AOFlagger strategy",
+                ms.path, i + 1, 100 * (fr.flagged_after - fr.flagged_before), 100 * fr.flagged_before, 100 * fr.flagged_after,
+            )
         outcome = solve_ms(layout, spec)
     out_path = Path(output) if output is not None else default_solutions_path(ms)
     write_solutions(out_path, outcome.solutions)
