@@ -116,6 +116,11 @@ def test_submit_follow_and_fail_on_the_panels_cluster(running_panel: ClusterPane
         assert launcher.table.value.count("data-state='Completed'") == 6
         assert "open in the Prefect UI" in launcher.link.value
         assert sorted(launcher.result["mosaics"]) == [0, 1]
+        # the "warm session" choice: a WarmSession on the panel's scheduler, with its own Prefect server
+        session = launcher.session
+        assert session is not None and session.address == running_panel.address.value
+        assert launcher.handle.api_url == session.api_url and session.server_pid is not None
+        server_pid = session.server_pid
 
         # a flow that fails: its error is shown in the widget, not lost in the log
         launcher.flow.value = "bandpass"
@@ -126,5 +131,15 @@ def test_submit_follow_and_fail_on_the_panels_cluster(running_panel: ClusterPane
         assert launcher.state == "Failed"
         assert "no SB<sbid>.<field>.beamNN*.ms found" in launcher.errors.text
         assert "Failed" in launcher.status.value
+        assert launcher.session is session and session.server_pid == server_pid  # the same warm server, no new one
     finally:
         launcher.close()
+    assert launcher.session is None and not _alive(server_pid)  # the session's server is stopped ...
+    assert running_panel.running and running_panel.client.submit(sum, [1, 2]).result(timeout=30) == 3  # ... not the panel's cluster
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return False

@@ -1,15 +1,15 @@
 """Submit a flint flow from a notebook and follow it: a table of beams x stages.
 
-Submitting is :func:`flint.prefect.running.submit_flow` (run in a thread so the kernel
-is never blocked, even while a temporary Prefect server starts); the table is
-:meth:`FlowHandle.progress`. The stage options are forms generated from the option
+Submitting is one call, run in a thread so the kernel is never blocked while a server
+starts: :meth:`flint.prefect.warm.WarmSession.submit` for the "warm session" choice (a
+Prefect server and the cluster kept between runs), else
+:func:`flint.prefect.running.submit_flow`. The table is :meth:`FlowHandle.progress`. The stage options are forms generated from the option
 models the strategy file configures (:mod:`flint.strategy`); changed values are written
 into a strategy file next to the outputs and passed to the flow.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
 import inspect
 import logging
@@ -162,9 +162,9 @@ class FlowLauncher:
         self._poll_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._results_listeners: list[Any] = []
-        self._server_stack = contextlib.ExitStack()
-        self._server_url: str | None = None
-        self._server_lock = threading.Lock()
+        self.session: Any = None  # the WarmSession of the "warm session" Prefect API choice
+        self._session_key: str | None = None
+        self._session_lock = threading.Lock()
 
         self.flow = w.Dropdown(options=list(FLOW_TOOLS), value=flow, description="flow")
         self.param_box = w.VBox()
@@ -182,7 +182,7 @@ class FlowLauncher:
         self.cluster_yaml = w.Text(value="local", description="YAML", placeholder="local, slurm or a path")
         self.api_choice = w.Dropdown(
             options=[
-                ("local server kept while this launcher lives", "local"),
+                ("warm session: server + cluster kept while this launcher lives", "local"),
                 ("temporary server per run (or $PREFECT_API_URL)", "temporary"),
                 ("Prefect server URL", "url"),
             ],
@@ -322,7 +322,7 @@ class FlowLauncher:
         return resolve_cluster(self.cluster_yaml.value.strip() or "local")
 
     def api(self) -> str | None:
-        """The Prefect API URL the form names (``None``: a local or temporary server, see :meth:`api_url_for_run`)."""
+        """The Prefect API URL the form names (``None``: the warm session's or a temporary server)."""
         if self.api_choice.value == "url":
             url = self.api_url.value.strip()
             if not url.startswith(("http://", "https://")):
@@ -330,25 +330,33 @@ class FlowLauncher:
             return url
         return None
 
-    def api_url_for_run(self) -> str | None:
-        """The API URL to submit to; starts the launcher's local server on first use (slow: call in a thread)."""
-        if self.api_choice.value != "local":
-            return self.api()
-        from flint.prefect.running import temporary_server
+    def warm_session(self, cluster: Any) -> Any:
+        """The launcher's :class:`~flint.prefect.warm.WarmSession` for ``cluster`` (slow the first time: call in a thread).
 
-        with self._server_lock:
-            if self._server_url is None:
-                self._server_url = self._server_stack.enter_context(temporary_server())
-        return self._server_url
+        One session (a Prefect server and the Dask cluster, or the panel's scheduler) serves
+        every run while the cluster choice stays the same; another cluster gets a new session.
+        """
+        from flint.prefect.warm import WarmSession
+
+        key = cluster.to_yaml()
+        with self._session_lock:
+            if self.session is not None and key != self._session_key:
+                self.session.close()
+                self.session = None
+            if self.session is None:
+                self.session = WarmSession(address=cluster.address) if cluster.address else WarmSession(cluster)
+                self._session_key = key
+            return self.session
 
     def close(self) -> None:
-        """Stop following the run and stop the launcher's local Prefect server."""
+        """Stop following the run and close the warm session (what it started: its server, a YAML cluster)."""
         self._stop.set()
         if self._submit_thread is not None:
             self._submit_thread.join(timeout=30)
-        with self._server_lock:
-            self._server_stack.close()
-            self._server_url = None
+        with self._session_lock:
+            if self.session is not None:
+                self.session.close()
+            self.session = self._session_key = None
 
     # ------------------------------------------------------------------ run
 
@@ -375,8 +383,10 @@ class FlowLauncher:
         from flint.prefect.running import submit_flow
 
         try:
-            api_url = self.api_url_for_run()
-            handle = submit_flow(flow_name, params, cluster=cluster, api_url=api_url)
+            if self.api_choice.value == "local":
+                handle = self.warm_session(cluster).submit(flow_name, params)
+            else:
+                handle = submit_flow(flow_name, params, cluster=cluster, api_url=self.api())
         except Exception as exc:
             self.state = "Failed to submit"
             self.status.value = message_html(f"{flow_name}: not submitted")
