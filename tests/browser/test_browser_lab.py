@@ -2,8 +2,12 @@
 
 JupyterLab (with dask-labextension and jupyter-server-proxy) runs on a free loopback port
 with a token, in a temp root holding a copy of ``notebooks/02_clusters.ipynb`` whose
-parameters say "do not start anything from code": the test does it with the widgets.
-Screenshots go to the ``artifacts_dir`` (test-artifacts/).
+parameters say "do not start anything from code": the test does it with the widgets
+(bad input disables Start; LocalCluster started and scaled to 2; dashboard through
+jupyter-server-proxy; the real bandpass flow on 2 simulated beams followed to Completed).
+Screenshots, ``widgets_overview.png`` (the README picture, docs/images/widgets.png) and
+``timing.json`` go to ``artifacts_dir/browser``. Whatever the lab leaves running (found by
+an environment marker) is stopped by PID afterwards.
 """
 
 from __future__ import annotations
