@@ -63,7 +63,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if verbose < 2:
-        for noisy in ("matplotlib", "PIL", "distributed", "asyncio"):
+        for noisy in ("matplotlib", "PIL", "distributed", "asyncio", "httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

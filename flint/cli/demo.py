@@ -6,8 +6,9 @@
    convolve to a common beam, mosaic, find sources, and validate the catalogue against
    the simulator's sky.
 
-Both flows run through Prefect on a Dask cluster (the packaged ``local`` cluster YAML
-unless ``--cluster-config`` names another), exactly as ``flint flow`` runs them.
+Both flows run through Prefect on one Dask cluster (the packaged ``local`` cluster YAML
+unless ``--cluster-config`` names another) and one temporary Prefect server, kept warm
+between the two flows (:class:`flint.prefect.warm.WarmSession`).
 """
 
 from __future__ import annotations
@@ -71,34 +72,34 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     # flint.prefect is imported here only: the rest of the CLI does not need Prefect
-    from flint.prefect.running import resolve_cluster, run_flow
+    from flint.prefect.running import resolve_cluster
+    from flint.prefect.warm import WarmSession
 
     cluster = resolve_cluster(args.cluster_config)  # checked before anything runs
     strategy = None if args.strategy is None else str(args.strategy)
 
-    t0 = _stage(f"bandpass flow on {cluster.cluster_class}")
-    solutions = run_flow(
-        "bandpass",
-        {"bandpass": [str(p) for p in bp.ms_paths], "out_dir": str(out / "bandpass"), "strategy": strategy},
-        cluster=cluster,
-    )
-    _done(t0)
-    for beam, path in sorted(solutions.items()):
-        print(f"   beam {int(beam):02d}: {path}")
+    with WarmSession(cluster) as session:
+        t0 = _stage(f"bandpass flow on {cluster.cluster_class}")
+        solutions = session.run(
+            "bandpass",
+            bandpass=[str(p) for p in bp.ms_paths],
+            out_dir=str(out / "bandpass"),
+            strategy=strategy,
+        )
+        _done(t0)
+        for beam, path in sorted(solutions.items()):
+            print(f"   beam {int(beam):02d}: {path}")
 
-    t0 = _stage(f"continuum flow on {cluster.cluster_class}")
-    products = run_flow(
-        "continuum",
-        {
-            "science": [str(p) for p in field.ms_paths],
-            "solutions": str(out / "bandpass"),
-            "out_dir": str(out / "continuum"),
-            "reference": str(field.sky_csv),
-            "strategy": strategy,
-        },
-        cluster=cluster,
-    )
-    _done(t0)
+        t0 = _stage(f"continuum flow on {cluster.cluster_class}")
+        products = session.run(
+            "continuum",
+            science=[str(p) for p in field.ms_paths],
+            solutions=str(out / "bandpass"),
+            out_dir=str(out / "continuum"),
+            reference=str(field.sky_csv),
+            strategy=strategy,
+        )
+        _done(t0)
     _print_products(products)
     return 0
 
