@@ -268,13 +268,14 @@ class FlowHandle:
             raise FlintError(f"flow run {self.flow_run_id} produced no state")
         if not state.is_completed():
             try:
-                state.result()
+                state.result(_sync=True)
             except FlintError:
                 raise
             except BaseException as exc:
                 raise FlintError(f"{self.flow_name} flow run {self.flow_run_id} ended {state.name}: {exc}") from exc
             raise FlintError(f"{self.flow_name} flow run {self.flow_run_id} ended {state.name}")
-        return state.result()
+        # _sync: inside a running event loop (a Jupyter kernel) Prefect would hand back a coroutine
+        return state.result(_sync=True)
 
 
 def _drain_api_workers() -> None:
