@@ -18,15 +18,12 @@ flow in the foreground; the tests read the products the command printed.
 from __future__ import annotations
 
 import collections
-import contextlib
-import io
-import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import test_prefect_flows_shared as shared
 
 from flint.sim import SimResult
 
@@ -34,8 +31,7 @@ from conftest import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-STRATEGY = Path(__file__).parent / "data" / "flow_strategy.yaml"
-BEAMS = (0, 1, 2)
+BEAMS = shared.BEAMS
 
 # validation of the round-1 mosaic against the simulated sky (tolerances; measured values
 # on this data, 640 x 6" images: completeness 1.0, flux ratio ~1.00, offsets < 0.5")
@@ -45,73 +41,22 @@ MAX_OFFSET_ARCSEC = 1.0  # |median RA/Dec offset|, pixels are 6"
 
 
 @pytest.fixture(scope="module")
-def api_url() -> Any:
-    """One temporary local Prefect server for the module's flow runs."""
-    from flint.prefect.running import temporary_server
-
-    with temporary_server() as url:
-        yield url
-
-
-def _cli(argv: list[str]) -> tuple[int, str]:
-    """``flint <argv>`` in this process; returns the exit status and what it printed."""
-    from flint.cli import main
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = main(argv)
-    return rc, buf.getvalue()
-
-
-def _parse_products(text: str) -> dict[str, Any]:
-    """Products as ``flint flow`` prints them (``<what>: <path or number>`` lines)."""
-    products: dict[str, Any] = {"images": {}, "mosaics": {}, "validation": {}, "solutions": {}}
-    for line in text.splitlines():
-        key, _, value = line.partition(": ")
-        words = key.split()
-        if words[:2] == ["image", "round"]:
-            products["images"].setdefault(int(words[2]), {})[int(words[4])] = value
-        elif words[:2] == ["mosaic", "round"]:
-            products["mosaics"][int(words[2])] = value
-        elif words[:2] == ["solutions", "beam"]:
-            products["solutions"][int(words[2])] = value
-        elif key == "catalogue":
-            products["catalogue"] = value
-        elif key == "validation figure":
-            products["validation"]["figure"] = value
-        elif words[:1] == ["validation"]:
-            products["validation"][words[1]] = float(value)
-        elif key in ("flow run", "state"):
-            products[key] = value.split()[0]
-    return products
+def api_url(request: pytest.FixtureRequest) -> str:
+    """The temporary Prefect server shared by the flow tests (stopped at session end)."""
+    return shared.api_url(request.config)
 
 
 @pytest.fixture(scope="module")
 def bandpass_run(sim_bandpass: SimResult, tmp_path_factory: pytest.TempPathFactory, api_url: str) -> dict[str, Any]:
     """``flint flow bandpass --background`` on all beams, followed to its end."""
     require_tool("wsclean")
-    out = tmp_path_factory.mktemp("flow_bandpass")
-    argv = ["flow", "bandpass", *map(os.fspath, sim_bandpass.ms_paths), "--out-dir", os.fspath(out)]
-    rc, text = _cli([*argv, "--strategy", os.fspath(STRATEGY), "--api-url", api_url, "--background"])
-    assert rc == 0, text
-    started = re.search(r"started: PID (\d+), log (\S+)", text)
-    run_id = re.search(r"^flow run: (\S+)", text, re.M)
-    assert started and run_id, text
-    pid, log = int(started[1]), Path(started[2])
-    _, status = os.waitpid(pid, 0)  # the detached command is this process's child
-    assert os.waitstatus_to_exitcode(status) == 0, log.read_text()[-2000:]
-    return {"out": out, "run_id": run_id[1], "log": log, "products": _parse_products(log.read_text())}
+    return shared.bandpass_run(sim_bandpass, tmp_path_factory, api_url)
 
 
 @pytest.fixture(scope="module")
 def continuum_run(sim_field: SimResult, bandpass_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, api_url: str) -> dict[str, Any]:
     """``flint flow continuum`` in the foreground on the bandpass flow's solutions."""
-    out = tmp_path_factory.mktemp("flow_continuum")
-    argv = ["flow", "continuum", *map(os.fspath, sim_field.ms_paths), "--solutions", os.fspath(bandpass_run["out"])]
-    argv += ["--reference", os.fspath(sim_field.sky_csv or ""), "--out-dir", os.fspath(out), "--strategy", os.fspath(STRATEGY)]
-    rc, text = _cli([*argv, "--api-url", api_url])
-    assert rc == 0, text
-    return {"out": out, "text": text, "products": _parse_products(text)}
+    return shared.continuum_run(sim_field, bandpass_run, tmp_path_factory, api_url)
 
 
 def _stage_counts(out_dir: Path) -> collections.Counter[tuple[str, str]]:
