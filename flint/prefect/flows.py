@@ -27,10 +27,23 @@ from flint.prefect import tasks as T
 __all__ = ["bandpass_flow", "continuum_flow", "probe_flow", "find_by_beam", "validation_numbers", "check_flow_inputs"]
 
 
-def find_by_beam(where: str | list[str], suffix: str, beams: list[int] | None = None) -> dict[int, str]:
-    """Files named ``SB*.beamNN...<suffix>`` in a folder (or a list of paths), keyed by beam."""
+def find_by_beam(
+    where: str | list[str],
+    suffix: str,
+    beams: list[int] | None = None,
+    calibrator: bool | None = None,
+) -> dict[int, str]:
+    """Files named ``SB*.beamNN...<suffix>`` in a folder (or a list of paths), keyed by beam.
+
+    In a folder holding several observations, ``calibrator=True`` keeps PKS B1934-638's
+    files and ``calibrator=False`` the others; two files for one beam are an error.
+    """
+    from flint.sim import CALIBRATOR_FIELD
+
     if isinstance(where, str | os.PathLike) and Path(where).is_dir():
         paths = sorted(Path(where).glob(f"SB*.beam*{suffix}"))
+        if calibrator is not None and len({parse_name(p).field for p in paths}) > 1:
+            paths = [p for p in paths if (parse_name(p).field == CALIBRATOR_FIELD) == calibrator]
     else:
         paths = [Path(p) for p in ([where] if isinstance(where, str | os.PathLike) else where)]
     out: dict[int, str] = {}
@@ -71,11 +84,11 @@ def check_flow_inputs(name: str, parameters: dict[str, Any]) -> None:
     p = parameters
     if name == "bandpass":
         _existing(p["bandpass"], "bandpass Measurement Set or folder")
-        find_by_beam(p["bandpass"], ".ms", p.get("beams"))
+        find_by_beam(p["bandpass"], ".ms", p.get("beams"), calibrator=True)
     elif name == "continuum":
         _existing(p["science"], "science Measurement Set or folder")
         _existing(p["solutions"], "solutions file or folder")
-        mss = find_by_beam(p["science"], ".ms", p.get("beams"))
+        mss = find_by_beam(p["science"], ".ms", p.get("beams"), calibrator=False)
         _solutions_by_beam(p["solutions"], sorted(mss))
         if p.get("reference"):
             _existing(p["reference"], "reference catalogue")
@@ -109,7 +122,7 @@ def bandpass_flow(bandpass: str | list[str], out_dir: str, strategy: str | None 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     options = strat.options_for("bandpass", 0)
     results = {}
-    for beam, ms_path in find_by_beam(bandpass, ".ms", beams).items():
+    for beam, ms_path in find_by_beam(bandpass, ".ms", beams, calibrator=True).items():
         label = f"beam{beam:02d}"
         ms = T.copy_ms_task.submit(ms_path, out_dir, label)
         results[beam] = T.bandpass_task.submit(ms, options, None, out_dir, label)
@@ -134,7 +147,7 @@ def continuum_flow(
     n_rounds = int(strat.n_rounds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mss = find_by_beam(science, ".ms", beams)
+    mss = find_by_beam(science, ".ms", beams, calibrator=False)
     sols = _solutions_by_beam(solutions, sorted(mss))
     first = parse_name(next(iter(mss.values())))
     images: dict[int, dict[int, Any]] = {r: {} for r in range(n_rounds + 1)}

@@ -123,3 +123,25 @@ def test_bad_strategy(sim_field: SimResult, solutions: Path, tmp_path: Path, cap
     out = tmp_path / "out"
     rc, err, _ = _run(_continuum(sim_field, solutions, out, "--beams", "0", "--strategy", os.fspath(strat)), capsys)
     _assert_refused(rc, err, out, "strategy.yaml", "scale_arsec")
+
+
+def test_folder_with_calibrator_and_field(
+    sim_bandpass: SimResult, sim_field: SimResult, solutions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder holding both observations: bandpass takes PKS B1934-638, continuum the field."""
+    from flint.prefect.flows import find_by_beam
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for ms in [*sim_bandpass.ms_paths, *sim_field.ms_paths]:
+        (data / ms.name).symlink_to(ms)
+    assert {b: Path(p).name for b, p in find_by_beam(os.fspath(data), ".ms", calibrator=True).items()} == {
+        b: f"SB100.B1934-638.beam{b:02d}.ms" for b in (0, 1, 2)
+    }
+    assert {b: Path(p).name for b, p in find_by_beam(os.fspath(data), ".ms", [1], calibrator=False).items()} == {1: "SB101.SIM_FIELD.beam01.ms"}
+    out = tmp_path / "out"
+    dead_api = ["--api-url", "http://127.0.0.1:9/api"]  # inputs accepted, then refused at the API check
+    rc, err, _ = _run(["flow", "bandpass", os.fspath(data), "--out-dir", os.fspath(out), *dead_api], capsys)
+    _assert_refused(rc, err, out, "no Prefect API answers")
+    rc, err, _ = _run(["flow", "continuum", os.fspath(data), "--solutions", os.fspath(solutions), "--beams", "0", "1", "--out-dir", os.fspath(out), *dead_api], capsys)
+    _assert_refused(rc, err, out, "no Prefect API answers")
