@@ -1,0 +1,328 @@
+"""Benchmark flint's orchestration (Prefect on Dask) against plain calls, all in one run.
+
+On one simulated field (``--n-beams``, default 2, one self-cal round, images of
+``--image-size`` pixels with one wsclean thread per worker) it prints:
+
+(a) overhead: the continuum flow's wall time on a warm 2-worker LocalCluster vs
+    * the sum of its stages called as plain functions in sequence (same data, same order;
+      in a process with a Dask worker's one-thread BLAS/OpenMP limits, and for information
+      in the benchmark's own process),
+    * the ideal 2-worker time: those measured stage times list-scheduled on 2 workers
+      along the flow's dependencies (per-beam chains in parallel, then the mosaic);
+    target: flow <= 1.03 x ideal;
+(b) warm path: submit -> first task running with a :class:`~flint.prefect.warm.WarmSession`
+    (median of ``--repeats`` probe flows) vs a cold submit (temporary Prefect server + new
+    LocalCluster, as ``flint flow`` does without ``PREFECT_API_URL``); target <= 2 s;
+(c) parallel efficiency 1 -> 2 workers: T(1 worker) / (2 x T(2 workers)) for the whole flow
+    and for its per-beam part (first task start -> last per-beam task end); target >= 90 %;
+    and the same ratio for the per-beam chains run as plain calls in 1 vs 2 processes (no
+    Prefect, no Dask): what the machine allows, the reference for the workers' figure.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_orchestration.py [--n-beams 2] [--image-size 1024]
+        [--pixel-arcsec 6] [--repeats 3] [--work-dir DIR] [--api-url URL]
+
+The machine is shared: the script prints its load average; rerun when it was busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOCAL = {
+    "cluster_class": "distributed.LocalCluster",
+    "cluster_kwargs": {"threads_per_worker": 1, "processes": True, "memory_limit": "4GB", "dashboard_address": ":0"},
+}
+
+
+def _cluster(n_workers: int) -> dict[str, Any]:
+    spec = {**LOCAL, "cluster_kwargs": {**LOCAL["cluster_kwargs"], "n_workers": n_workers}}  # type: ignore[dict-item]
+    return spec
+
+
+def _strategy(work: Path, size: int, pixel: float) -> Path:
+    from flint.strategy import default_strategy_path
+
+    data = yaml.safe_load(default_strategy_path().read_text())
+    data["defaults"]["wsclean"].update(size=size, scale_arcsec=pixel, threads=1)
+    out = work / "bench_strategy.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+# ------------------------------------------------------------------ (a) plain calls
+def plain_calls(science: list[Path], solutions: dict[int, str], reference: Path, strategy: Path, out: Path) -> dict[str, float]:
+    """The continuum flow's stages as plain calls in sequence; ``{task name: seconds}``."""
+    from flint.calibrate import run_apply, run_selfcal
+    from flint.convol import run_convol
+    from flint.flagging import run_flagging
+    from flint.imaging import run_imaging
+    from flint.linmos import run_linmos
+    from flint.ms import copy_ms
+    from flint.naming import parse_name, product_name
+    from flint.prefect.flows import _calibrated_flag_options, find_by_beam
+    from flint.source_finding import run_source_finding
+    from flint.strategy import load_strategy
+    from flint.validation import run_validation
+
+    strat = load_strategy(strategy)
+    out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        res = fn(*args, **kw)
+        times[name] = time.perf_counter() - t0
+        return res
+
+    mss = find_by_beam([os.fspath(p) for p in science], ".ms")
+    n = strat.n_rounds
+    images: dict[int, dict[int, Any]] = {r: {} for r in range(n + 1)}
+    for beam, path in mss.items():
+        lb = f"beam{beam:02d}"
+        ms = timed(f"copy-{lb}", copy_ms, path, out / Path(path).name, overwrite=True)
+        ms = timed(f"apply-{lb}", run_apply, ms, solutions[beam], strat.options_for("apply", 0)).ms
+        timed(f"flag-{lb}", run_flagging, ms, _calibrated_flag_options(strat, 0))
+        images[0][beam] = timed(f"image-{lb}.round0", run_imaging, ms, strat.options_for("wsclean", 0), out_dir=out, round=0)
+        for r in range(1, n + 1):
+            res = timed(f"selfcal-{lb}.round{r}", run_selfcal, ms, strat.options_for("selfcal", r))
+            ms = getattr(res, "ms", ms)
+            images[r][beam] = timed(f"image-{lb}.round{r}", run_imaging, ms, strat.options_for("wsclean", r), out_dir=out, round=r)
+    first = parse_name(next(iter(mss.values())))
+    mosaic = None
+    for r, imgs in images.items():
+        conv = timed(f"convol-round{r}", run_convol, [imgs[b].image for b in sorted(imgs)], strat.options_for("convol", r))
+        name = out / product_name(first.sbid, first.field, round=r, suffix="linmos.fits")
+        mosaic = timed(f"linmos-round{r}", run_linmos, list(conv.images), strat.options_for("linmos", r), output=name).mosaic
+    cat = timed(f"source_finding-round{n}", run_source_finding, mosaic, strat.options_for("source_finding", n)).catalogue
+    timed(f"validation-round{n}", run_validation, cat, reference, strat.options_for("validation", n), image=mosaic, output_dir=out)
+    return times
+
+
+def beam_chain(ms_path: str, solutions: str, strategy: str, out: str) -> tuple[float, float]:
+    """One beam's chain as plain calls (copy -> apply -> flag -> image -> [self-cal -> image]).
+
+    Returns the wall-clock ``(start, end)`` of the work (imports excluded).
+    """
+    from flint.calibrate import run_apply, run_selfcal
+    from flint.flagging import run_flagging
+    from flint.imaging import run_imaging
+    from flint.ms import copy_ms
+    from flint.prefect.flows import _calibrated_flag_options
+    from flint.strategy import load_strategy
+
+    strat: Any = load_strategy(strategy)
+    t0 = time.time()
+    ms = copy_ms(ms_path, Path(out) / Path(ms_path).name, overwrite=True)
+    ms = run_apply(ms, solutions, strat.options_for("apply", 0)).ms
+    run_flagging(ms, _calibrated_flag_options(strat, 0))
+    run_imaging(ms, strat.options_for("wsclean", 0), out_dir=out, round=0)
+    for r in range(1, strat.n_rounds + 1):
+        ms = getattr(run_selfcal(ms, strat.options_for("selfcal", r)), "ms", ms)
+        run_imaging(ms, strat.options_for("wsclean", r), out_dir=out, round=r)
+    return t0, time.time()
+
+
+def chains_in_processes(science: list[Path], solutions: dict[int, str], strategy: Path, out: Path, processes: int) -> float:
+    """The per-beam chains as plain calls in ``processes`` processes at once: the machine's own
+    parallel speed, without Prefect or Dask (the reference for the workers' efficiency)."""
+    from flint.naming import parse_name
+
+    out.mkdir(parents=True, exist_ok=True)
+    with in_worker_like_processes(processes) as pool:
+        futures = [pool.submit(beam_chain, os.fspath(p), solutions[parse_name(p).beam or 0], os.fspath(strategy), os.fspath(out)) for p in science]
+        spans = [f.result() for f in futures]
+    return max(e for _, e in spans) - min(s for s, _ in spans)
+
+
+#: what a Dask nanny sets in its workers' environment (distributed.nanny.pre-spawn-environ)
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": "65536"}
+
+
+def in_worker_like_processes(processes: int) -> Any:
+    """A spawn process pool whose processes get a Dask worker's thread limits."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
+    try:
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+        pool.submit(int).result()  # start them now, with this environment
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return pool
+
+
+def _deps(names: list[str]) -> dict[str, list[str]]:
+    """The continuum flow's dependencies between task names (as the flow wires them)."""
+    beams = sorted({n.split("-")[1].split(".")[0] for n in names if "-beam" in n})
+    rounds = sorted({int(n.rsplit("round", 1)[1]) for n in names if n.startswith("linmos-")})
+    deps: dict[str, list[str]] = {}
+    for b in beams:
+        chain = [f"copy-{b}", f"apply-{b}", f"flag-{b}", f"image-{b}.round0"]
+        for r in rounds[1:]:
+            chain += [f"selfcal-{b}.round{r}", f"image-{b}.round{r}"]
+        deps[chain[0]] = []
+        for prev, cur in zip(chain, chain[1:], strict=False):
+            deps[cur] = [prev]
+    for r in rounds:
+        deps[f"convol-round{r}"] = [f"image-{b}.round{r}" for b in beams]
+        deps[f"linmos-round{r}"] = [f"convol-round{r}"]
+    last = rounds[-1]
+    deps[f"source_finding-round{last}"] = [f"linmos-round{last}"]
+    deps[f"validation-round{last}"] = [f"source_finding-round{last}"]
+    return deps
+
+
+def list_schedule(durations: dict[str, float], deps: dict[str, list[str]], workers: int) -> float:
+    """Makespan of greedy list scheduling (ready tasks in name order) on ``workers``."""
+    done: dict[str, float] = {}
+    free = [0.0] * workers
+    pending = dict(deps)
+    while pending:
+        ready = sorted((max([done[d] for d in ds] or [0.0]), n) for n, ds in pending.items() if all(d in done for d in ds))
+        ready_at, name = ready[0]
+        start = max(ready_at, heapq.heappop(free))
+        done[name] = start + durations[name]
+        heapq.heappush(free, done[name])
+        del pending[name]
+    return max(done.values())
+
+
+# ------------------------------------------------------------------ runs through Prefect
+def flow_run(session: Any, params: dict[str, Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    h = session.submit("continuum", params)
+    h.result()
+    return time.perf_counter() - t0, h
+
+
+def per_beam_span(handle: Any) -> float:
+    rows = [r for r in handle.timeline() if r["start"] is not None and r["end"] is not None]
+    beam_rows = [r for r in rows if "-beam" in r["name"]]
+    return max(r["end"] for r in beam_rows) - min(r["start"] for r in rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-beams", type=int, default=2)
+    ap.add_argument("--image-size", type=int, default=1024)
+    ap.add_argument("--pixel-arcsec", type=float, default=6.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--work-dir", type=Path, default=None)
+    ap.add_argument(
+        "--api-url", default=None,
+        help="run the warm sessions against this Prefect API (e.g. 'flint server start' on PostgreSQL); default: a temporary SQLite server",
+    )
+    args = ap.parse_args()
+
+    from flint.calibrate import run_bandpass
+    from flint.ms import copy_ms
+    from flint.prefect.running import start_temporary_server, submit_flow
+    from flint.prefect.warm import WarmSession
+    from flint.sim import SimOptions, simulate_bandpass, simulate_field
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="flint-bench-orch-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work dir {work}; load average before: {os.getloadavg()[0]:.2f}")
+    opts = SimOptions.create(n_beams=args.n_beams)
+    bp = simulate_bandpass(work / "data", opts)
+    field = simulate_field(work / "data", opts)
+    sols = {}
+    for beam, ms in zip(bp.beams, bp.ms_paths, strict=True):
+        sols[beam] = os.fspath(run_bandpass(copy_ms(ms, work / "bp" / ms.name, overwrite=True)).solutions)
+    strategy = _strategy(work, args.image_size, args.pixel_arcsec)
+    assert field.sky_csv is not None
+    sky = field.sky_csv
+
+    def params(out: str) -> dict[str, Any]:
+        return {
+            "science": [os.fspath(p) for p in field.ms_paths],
+            "solutions": os.fspath(work / "bp"),
+            "out_dir": os.fspath(work / out),
+            "reference": os.fspath(sky),
+            "strategy": os.fspath(strategy),
+        }
+
+    # (a) plain calls: in this process, and in a process with a Dask worker's thread limits
+    stage_main = plain_calls(list(field.ms_paths), sols, sky, strategy, work / "plain-main")
+    with in_worker_like_processes(1) as pool:
+        stage_s = pool.submit(plain_calls, list(field.ms_paths), sols, sky, strategy, work / "plain").result()
+    plain = sum(stage_s.values())
+    deps = _deps(list(stage_s))
+    ideal2 = list_schedule(stage_s, deps, 2)
+    ideal1 = list_schedule(stage_s, deps, 1)
+
+    beam_serial = sum(v for k, v in stage_s.items() if "-beam" in k)
+    beam_parallel = chains_in_processes(list(field.ms_paths), sols, strategy, work / "plain2", 2)
+
+    if args.api_url:
+        api, stop = args.api_url, (lambda: None)
+    else:
+        info, stop = start_temporary_server()
+        api = info.api_url
+    print(f"Prefect API for the warm sessions: {api}")
+    try:
+        with WarmSession(_cluster(2), api_url=api) as s2:
+            flow2, h2 = flow_run(s2, params("flow2"))
+            lat_warm = []
+            for i in range(args.repeats):
+                h = s2.submit("probe", out_dir=os.fspath(work / f"probe{i}"), n_beams=2, rounds=0, seconds=0.1)
+                h.result()
+                lat_warm.append(h.first_task_latency())
+        with WarmSession(_cluster(1), api_url=api) as s1:
+            flow1, h1 = flow_run(s1, params("flow1"))
+    finally:
+        stop()
+    # (b) cold: temporary server + a new LocalCluster, as a plain `flint flow` does
+    t0 = time.perf_counter()
+    hc = submit_flow("probe", {"out_dir": os.fspath(work / "probe-cold"), "n_beams": 2, "rounds": 0, "seconds": 0.1}, cluster=_cluster(2), background=False)
+    hc.result()
+    cold_total = time.perf_counter() - t0
+    lat_cold = hc.first_task_latency()
+
+    span2, span1 = per_beam_span(h2), per_beam_span(h1)
+    print(f"\n(a) continuum flow, {args.n_beams} beams, {args.image_size} px, 1 self-cal round")
+    print(f"    stages as plain calls in sequence, this process:       {sum(stage_main.values()):7.1f} s  ({len(stage_s)} calls)")
+    print(f"    the same in a process with a Dask worker's 1-thread env: {plain:7.1f} s  (the reference below)")
+    for name, s in stage_s.items():
+        print(f"        {name:28s} {s:6.2f} s   (this process {stage_main[name]:6.2f} s)")
+    print(f"    ideal on 1 worker (= plain):      {ideal1:7.1f} s")
+    print(f"    ideal on 2 workers (schedule):    {ideal2:7.1f} s")
+    print(f"    flow on warm 2-worker cluster:    {flow2:7.1f} s  -> {flow2 / plain:.3f} x plain, {flow2 / ideal2:.3f} x ideal (target <= 1.03)")
+    print(f"    flow on warm 1-worker cluster:    {flow1:7.1f} s  -> {flow1 / plain:.3f} x plain (overhead {flow1 - plain:+.1f} s)")
+    print("\n(b) submit -> first task running (probe flow, 2 workers)")
+    print(f"    warm session: {', '.join(f'{x:.2f}' for x in lat_warm if x is not None)} s  median {statistics.median([x for x in lat_warm if x is not None]):.2f} s (target <= 2 s)")
+    print(f"    cold (temporary server + new LocalCluster): {lat_cold:.2f} s  (whole probe run {cold_total:.1f} s)")
+    if lat_cold and lat_warm[-1]:
+        print(f"    ratio cold / warm: {lat_cold / statistics.median([x for x in lat_warm if x is not None]):.1f}")
+    print(f"\n(c) parallel efficiency 1 -> 2 workers ({args.n_beams} beams)")
+    print(f"    whole flow: T1 {flow1:.1f} s, T2 {flow2:.1f} s -> {flow1 / (2 * flow2):.1%} (ideal schedule allows {ideal1 / (2 * ideal2):.1%})")
+    print(f"    per-beam part: {span1:.1f} s vs {span2:.1f} s -> {span1 / (2 * span2):.1%} (target >= 90 %)")
+    hw = beam_serial / (2 * beam_parallel)
+    print(f"    the machine itself (per-beam chains as plain calls, 1 process {beam_serial:.1f} s vs 2 processes {beam_parallel:.1f} s): {hw:.1%}")
+    print(f"    per-beam efficiency relative to the machine's: {span1 / (2 * span2) / hw:.1%}")
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    if args.work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
