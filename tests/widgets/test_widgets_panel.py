@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -83,6 +84,19 @@ def test_adapt_max_below_min_disables_adapt(panel: ClusterPanel) -> None:
 
 
 def test_dashboard_link_through_the_proxy_and_worker_log(panel: ClusterPanel) -> None:
+    # the workers are threads of this process: their log is what the "distributed" loggers of
+    # this process emit. Other tests run `flint` CLIs in-process, which quiet those loggers to
+    # WARNING; give them distributed's own default (INFO) for this test.
+    quiet = logging.getLogger("distributed")
+    saved = quiet.level
+    quiet.setLevel(logging.INFO)
+    try:
+        _check_dashboard_and_log(panel)
+    finally:
+        quiet.setLevel(saved)
+
+
+def _check_dashboard_and_log(panel: ClusterPanel) -> None:
     panel.start()
     links = panel.links
     assert links is not None
