@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from flint.errors import FlintInputError, FlintOptionsError
-from flint.ms import MS, data_columns, require_columns
+from flint.ms import MS, calibrated_column, require_columns
 from flint.naming import parse_name, product_name
 from flint.options import BaseOptions
 from flint.runner import run_command
@@ -371,7 +371,7 @@ def imaging_column(ms: MS | str | os.PathLike[str], options: WSCleanOptions | No
         return options.data_column
     if isinstance(ms, MS):
         return ms.column
-    return "CORRECTED_DATA" if "CORRECTED_DATA" in data_columns(ms) else "DATA"
+    return calibrated_column(ms)
 
 
 def run_imaging(

@@ -33,6 +33,7 @@ __all__ = [
     "rename_column",
     "require_columns",
     "data_columns",
+    "calibrated_column",
     "CORR_NAMES",
     "LINEAR_CORRS",
 ]
@@ -138,6 +139,12 @@ def data_columns(ms: MS | str | os.PathLike[str]) -> list[str]:
     with open_table(ms.path) as tab:
         cols = tab.colnames()
     return [c for c in cols if c in _DATA_LIKE or c.endswith("_DATA")]
+
+
+def calibrated_column(ms: MS | str | os.PathLike[str]) -> str:
+    """The column calibrated work reads by default: ``CORRECTED_DATA`` when the MS has it,
+    else ``DATA`` (WSClean's own rule)."""
+    return "CORRECTED_DATA" if "CORRECTED_DATA" in data_columns(ms) else "DATA"
 
 
 def require_columns(ms: MS | str | os.PathLike[str], *columns: str) -> None:

@@ -20,7 +20,7 @@ from flint.calibrate._solve_ms import SolveSpec, resolve_antenna, solve_ms
 from flint.calibrate.aocal import write_solutions
 from flint.calibrate.apply import apply_solutions
 from flint.calibrate.bandpass import default_solutions_path
-from flint.ms import MS, data_columns, require_columns
+from flint.ms import MS, calibrated_column, require_columns
 from flint.options import BaseOptions
 
 __all__ = ["SelfcalOptions", "SelfcalResult", "run_selfcal"]
@@ -104,9 +104,7 @@ def run_selfcal(
     """
     opts = options or SelfcalOptions()
     ms = MS.cast(ms)
-    column = opts.data_column
-    if column is None:
-        column = "CORRECTED_DATA" if "CORRECTED_DATA" in data_columns(ms) else "DATA"
+    column = opts.data_column if opts.data_column is not None else calibrated_column(ms)
     require_columns(ms, column, opts.model_column)
     layout = read_layout(ms, column)
     spec = SolveSpec(
