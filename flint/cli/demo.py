@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 __all__ = ["register"]
 
@@ -72,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     # flint.prefect is imported here only: the rest of the CLI does not need Prefect
+    from flint.cli.flow import print_products
     from flint.prefect.running import resolve_cluster
     from flint.prefect.warm import WarmSession
 
@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
             strategy=strategy,
         )
         _done(t0)
-        for beam, path in sorted(solutions.items()):
-            print(f"   beam {int(beam):02d}: {path}")
+        print_products("bandpass", solutions)
 
         t0 = _stage(f"continuum flow on {cluster.cluster_class}")
         products = session.run(
@@ -100,18 +99,5 @@ def run(args: argparse.Namespace) -> int:
             strategy=strategy,
         )
         _done(t0)
-    _print_products(products)
+    print_products("continuum", products)
     return 0
-
-
-def _print_products(products: dict[str, Any]) -> None:
-    for r, path in sorted(products.get("mosaics", {}).items()):
-        print(f"   mosaic round {r}: {path}")
-    if "catalogue" in products:
-        print(f"   catalogue: {products['catalogue']}")
-    val = products.get("validation")
-    if val:
-        print(f"   validation figure: {val.get('figure')}")
-        numbers = {k: v for k, v in val.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        for k, v in numbers.items():
-            print(f"   {k:>24s} = {v:.4g}")
