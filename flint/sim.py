@@ -331,6 +331,7 @@ def _write_ms(
     a2: NDArray[np.int32],
     uvw: NDArray[np.float64],
     data: NDArray[np.complex64],
+    sky_frame: bool = True,
 ) -> None:
     import casacore.tables as ct
 
@@ -362,6 +363,9 @@ def _write_ms(
             for col in ("FIELD_ID", "DATA_DESC_ID", "ARRAY_ID", "OBSERVATION_ID", "PROCESSOR_ID", "STATE_ID"):
                 tab.putcol(col, np.zeros(nrow, dtype=np.int32))
             tab.putcol("SCAN_NUMBER", np.ones(nrow, dtype=np.int32))
+            if sky_frame:
+                # the frame rule of flint.askap: these visibilities are in the sky frame
+                tab.putkeyword("FLINT_FRAME", "sky")
         finally:
             tab.close()
 
