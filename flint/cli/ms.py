@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     r.add_argument("new")
     r.set_defaults(func=_rename)
 
+    from flint.cli.preprocess import register_ms_subcommand
+
+    register_ms_subcommand(msub)
+
 
 def _summary(args: argparse.Namespace) -> int:
     from flint.ms import summarise
