@@ -34,6 +34,8 @@ __all__ = [
     "require_columns",
     "data_columns",
     "calibrated_column",
+    "ms_beam",
+    "name_beam",
     "CORR_NAMES",
     "LINEAR_CORRS",
 ]
@@ -168,6 +170,52 @@ def _beam_of(path: Path) -> int | None:
     return int(feeds[0]) if len(feeds) == 1 else None
 
 
+def ms_beam(ms: MS | str | os.PathLike[str]) -> int | None:
+    """The ASKAP beam a Measurement Set holds, as recorded in the table.
+
+    ``FEED.BEAM_ID`` of the feed the main table's ``FEED1`` names (ASKAP writes one
+    feed per beam); ``FEED1`` itself when ``BEAM_ID`` is absent or negative (the
+    casacore default). ``None`` when the rows hold several feeds or none.
+    """
+    path = MS.cast(ms).path
+    feed = _beam_of(path)
+    if feed is None:
+        return None
+    if (path / "FEED").exists():
+        with open_table(path, subtable="FEED") as t:
+            if "BEAM_ID" in t.colnames() and t.nrows():
+                ids = np.asarray(t.getcol("FEED_ID"))
+                beam_ids = np.asarray(t.getcol("BEAM_ID"))[ids == feed]
+                good = np.unique(beam_ids[beam_ids >= 0])
+                if len(good) == 1:
+                    return int(good[0])
+    return feed
+
+
+def name_beam(path: str | os.PathLike[str]) -> int | None:
+    """The beam number a file name carries (``...beam05...``, ``...beam5...``), or ``None``.
+
+    Uses :func:`flint.naming.parse_name` when the name is a flint/ASKAP name; otherwise
+    looks for one ``beam<N>`` token.
+
+    Examples
+    --------
+    >>> name_beam("SB39400.RACS_0635-31.beam0.ms"), name_beam("calparameters.tab")
+    (0, None)
+    """
+    import re
+
+    from flint.errors import FlintInputError
+    from flint.naming import parse_name
+
+    with contextlib.suppress(FlintInputError):
+        beam = parse_name(path).beam
+        if beam is not None:
+            return beam
+    found = set(re.findall(r"(?:^|[._\-])beam(\d{1,3})(?=$|[._\-])", Path(path).name, flags=re.IGNORECASE))
+    return int(found.pop()) if len(found) == 1 else None
+
+
 @dataclass(frozen=True)
 class MSSummary:
     """What is in a Measurement Set."""
@@ -190,6 +238,8 @@ class MSSummary:
     beams: list[int]
     flagged_fraction: float
     data_columns: list[str]
+    warnings: list[str] = field(default_factory=list)
+    """Problems a user should know about (all-zero UVW, NaN visibilities, no DATA column, ...)."""
 
     @property
     def n_antennas(self) -> int:
@@ -224,6 +274,7 @@ class MSSummary:
             "beams": self.beams,
             "flagged_fraction": self.flagged_fraction,
             "data_columns": self.data_columns,
+            "warnings": self.warnings,
         }
 
     def __str__(self) -> str:
@@ -240,7 +291,7 @@ class MSSummary:
             f"phase centres     {centres} deg",
             f"beams             {', '.join(str(b) for b in self.beams) or '-'}",
             f"flagged           {100 * self.flagged_fraction:.2f} %",
-            f"data columns      {', '.join(self.data_columns)}",
+            f"data columns      {', '.join(self.data_columns) or '- (none)'}",
         ]
         return "\n".join(lines)
 
@@ -282,6 +333,7 @@ def summarise(ms: MS | str | os.PathLike[str]) -> MSSummary:
         frac = flagged_fraction(tab)
         n_rows = tab.nrows()
         dcols = [c for c in cols if c in _DATA_LIKE or c.endswith("_DATA")]
+        warnings = _data_warnings(tab, ms.path, cols, a1 != a2, frac)
     with open_table(ms.path, subtable="ANTENNA") as t:
         antennas = list(t.getcol("NAME"))
     with open_table(ms.path, subtable="SPECTRAL_WINDOW") as t:
@@ -320,7 +372,41 @@ def summarise(ms: MS | str | os.PathLike[str]) -> MSSummary:
         beams=beams,
         flagged_fraction=frac,
         data_columns=dcols,
+        warnings=warnings,
     )
+
+
+def _data_warnings(tab: Any, path: Path, cols: list[str], cross: np.ndarray, flagged: float, chunk: int = 20000) -> list[str]:
+    """What is wrong with the data of an open main table (each a one-line message)."""
+    out: list[str] = []
+    n = tab.nrows()
+    if n == 0:
+        return [f"{path}: the main table has no rows"]
+    if "DATA" not in cols:
+        present = ", ".join(c for c in cols if c.endswith("DATA")) or "none"
+        out.append(f"{path}: has no DATA column (data columns: {present}); flint reads the visibilities from DATA")
+    if "UVW" in cols and cross.any():
+        nonzero = False
+        for start in range(0, n, chunk):
+            nrow = min(chunk, n - start)
+            uvw = tab.getcol("UVW", startrow=start, nrow=nrow)
+            if np.any(uvw[cross[start:start + nrow]] != 0):
+                nonzero = True
+                break
+        if not nonzero:
+            out.append(f"{path}: UVW is zero on every cross-correlation row; the baselines are unknown, so it cannot be imaged or flagged by uv-range (re-create the MS or recompute UVW)")
+    if "DATA" in cols:
+        bad = total = 0
+        for start in range(0, n, chunk):
+            nrow = min(chunk, n - start)
+            data = tab.getcol("DATA", startrow=start, nrow=nrow)
+            bad += int(np.count_nonzero(~np.isfinite(data)))
+            total += data.size
+        if bad:
+            out.append(f"{path}: {bad} of {total} DATA samples ({100 * bad / max(total, 1):.2f} %) are NaN/inf; run `flint flag` to flag them")
+    if flagged >= 1.0:
+        out.append(f"{path}: every visibility is flagged; nothing can be calibrated or imaged")
+    return out
 
 
 def copy_ms(
@@ -331,7 +417,7 @@ def copy_ms(
     out = Path(out)
     _check_ms_path(ms.path)
     if out.exists() and not overwrite:
-        raise FlintMSError(f"{out}: exists already; remove it or pass overwrite=True")
+        raise FlintMSError(f"{out}: exists already; remove it or use --overwrite (overwrite=True)")
     with atomic_path(out) as tmp:
         shutil.copytree(ms.path, tmp, symlinks=True)
     return ms.with_(path=out)
@@ -345,9 +431,11 @@ def split_by_field(
 
     ms = MS.cast(ms)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open_table(ms.path, subtable="FIELD") as t:
+    with open_table(ms.path, subtable="FIELD") as t:  # fails on a bad input before anything is created
         names = [str(n) for n in t.getcol("NAME")]
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FlintMSError(f"{out_dir}: exists and is not a folder; give a folder for the split Measurement Sets")
+    out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, MS] = {}
     for field_id, name in enumerate(names):
         safe = "".join(ch if ch.isalnum() or ch in "_+-" else "_" for ch in name)

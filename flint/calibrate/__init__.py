@@ -11,6 +11,8 @@ from __future__ import annotations
 from flint.calibrate.aocal import AOSolutions, read_solutions, write_solutions
 from flint.calibrate.apply import ApplyOptions, ApplyResult, run_apply
 from flint.calibrate.bandpass import BandpassOptions, BandpassResult, run_bandpass
+from flint.calibrate.caltables import LoadedSolutions, load_solutions
+from flint.calibrate.fields import FieldChoice, choose_bandpass_field
 from flint.calibrate.plot import plot_solutions
 from flint.calibrate.selfcal import SelfcalOptions, SelfcalResult, run_selfcal
 
@@ -24,6 +26,10 @@ __all__ = [
     "BandpassOptions",
     "BandpassResult",
     "run_bandpass",
+    "LoadedSolutions",
+    "load_solutions",
+    "FieldChoice",
+    "choose_bandpass_field",
     "SelfcalOptions",
     "SelfcalResult",
     "run_selfcal",

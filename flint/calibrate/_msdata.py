@@ -101,6 +101,7 @@ def read_layout(ms: MS | Path, column: str | None = None, linear: bool = True) -
         if n_rows == 0:
             raise FlintMSError(f"{ms.path}: the main table has no rows; nothing to do")
         ddid = np.unique(tab.getcol("DATA_DESC_ID")) if "DATA_DESC_ID" in tab.colnames() else np.array([0])
+        field_ids = np.unique(tab.getcol("FIELD_ID")) if "FIELD_ID" in tab.colnames() else np.array([0])
         time_col = tab.getcol("TIME")
         interval = float(np.median(tab.getcol("INTERVAL"))) if "INTERVAL" in tab.colnames() else 0.0
     if len(ddid) != 1:
@@ -118,7 +119,9 @@ def read_layout(ms: MS | Path, column: str | None = None, linear: bool = True) -
     with open_table(ms.path, subtable="ANTENNA") as t:
         names = [str(n) for n in t.getcol("NAME")]
     with open_table(ms.path, subtable="FIELD") as t:
-        pd = t.getcol("PHASE_DIR")[0, 0]
+        # the phase centre of the field the rows belong to (the first, if several)
+        fid = int(field_ids[0]) if len(field_ids) and 0 <= int(field_ids[0]) < t.nrows() else 0
+        pd = t.getcell("PHASE_DIR", fid)[0]
     if linear and not (9 in corr and 12 in corr):
         shown = " ".join(CORR_NAMES.get(c, str(c)) for c in corr)
         raise FlintMSError(

@@ -67,6 +67,8 @@ class AOSolutions:
             raise FlintInputError(
                 f"AO solutions must be shaped (interval, antenna, channel, 2, 2); got {j.shape}"
             )
+        if j.size == 0:
+            raise FlintInputError(f"AO solutions hold no antennas/channels/intervals (shape {j.shape[:3]})")
         object.__setattr__(self, "jones", j)
 
     @property
@@ -144,8 +146,15 @@ def read_solutions(path: str | os.PathLike[str]) -> AOSolutions:
         The file is missing, not in the AO format, or truncated.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir() and (path / "table.dat").exists():
+        raise FlintInputError(
+            f"{path}: is a casacore table, not an AO solution file; read it with "
+            "flint.calibrate.load_solutions (what `flint calibrate apply` and `plot` use)"
+        )
+    if not path.exists():
         raise FlintInputError(f"{path}: no such solution file; give the .bin written by 'flint calibrate bandpass'")
+    if not path.is_file():
+        raise FlintInputError(f"{path}: is a folder, not a solution file; give the .bin written by 'flint calibrate bandpass'")
     size = path.stat().st_size
     with open(path, "rb") as fh:
         raw = fh.read(_HEADER_SIZE)
@@ -156,6 +165,11 @@ def read_solutions(path: str | os.PathLike[str]) -> AOSolutions:
             raise FlintInputError(f"{path}: does not start with 'MWAOCAL'; not an AO calibrate solution file")
         if ftype != 0 or stype != 0:
             raise FlintInputError(f"{path}: unsupported fileType {ftype} / structureType {stype} (only 0/0 exists)")
+        if min(ni, na, nc) == 0:
+            raise FlintInputError(
+                f"{path}: holds {ni} intervals x {na} antennas x {nc} channels (no solutions); "
+                "re-solve with 'flint calibrate bandpass' or 'flint calibrate selfcal'"
+            )
         if npol != 4:
             raise FlintInputError(f"{path}: polarizationCount is {npol}; AO files hold 4 (a 2x2 Jones matrix)")
         expected = _HEADER_SIZE + ni * na * nc * npol * 16

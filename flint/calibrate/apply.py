@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from flint.calibrate import _solver
+from flint.calibrate._checks import check_beam, data_beam, require_sky_frame, require_unflagged_data
 from flint.calibrate._msdata import (
     MSLayout,
     ReplaceColumn,
@@ -22,9 +24,11 @@ from flint.calibrate._msdata import (
     row_chunks,
     rows_per_chunk,
 )
-from flint.calibrate.aocal import AOSolutions, read_solutions
+from flint.calibrate.aocal import AOSolutions
+from flint.calibrate.caltables import load_solutions
 from flint.errors import FlintInputError
-from flint.ms import MS, copy_ms, open_table
+from flint.io import atomic_path
+from flint.ms import MS, open_table
 from flint.options import BaseOptions
 
 __all__ = ["ApplyOptions", "ApplyResult", "run_apply", "apply_solutions", "check_solutions_fit"]
@@ -45,12 +49,16 @@ class ApplyOptions(BaseOptions):
     """Flag visibilities whose solution is flagged (NaN) or singular (flags are only added)."""
     overwrite: bool = Field(default=False)
     """Allow ``output_ms`` to replace an existing MS."""
+    allow_all_flagged: bool = False
+    """Write the output column even when every visibility is already flagged (default: refuse)."""
+    force: bool = False
+    """Apply even solutions named for another beam, or to a raw ASKAP MS (instrument frame)."""
 
     @field_validator("output_column")
     @classmethod
     def _not_data(cls, v: str) -> str:
         if v.upper() == "DATA":
-            raise ValueError("refusing to overwrite DATA; use CORRECTED_DATA (or output_ms for a new MS)")
+            raise ValueError("refusing to overwrite DATA; use --output-column CORRECTED_DATA (or --output-ms for a new MS)")
         return v
 
 
@@ -130,7 +138,9 @@ def run_apply(
     ms
         The Measurement Set (or its path).
     solutions
-        AO ``calibrate``-format ``.bin`` file (e.g. from :func:`run_bandpass`).
+        AO ``calibrate``-format ``.bin`` file (e.g. from :func:`run_bandpass`), an ASKAP
+        ``calparameters`` table or a CASA B/G/T Jones caltable
+        (:func:`flint.calibrate.caltables.load_solutions`).
     options
         :class:`ApplyOptions`; default: ``DATA`` -> ``CORRECTED_DATA`` in place.
 
@@ -142,23 +152,44 @@ def run_apply(
     Raises
     ------
     FlintInputError
-        Missing/invalid solution file, or its antennas/channels do not match the MS.
+        Missing/invalid solution file, its antennas/channels do not match the MS, or it is
+        named for another beam (unless ``force``).
+    FlintCalibrationError
+        Every visibility is flagged (unless ``allow_all_flagged``).
     FlintMSError
         Missing data column or non-linear correlations.
     """
     opts = options or ApplyOptions()
     ms = MS.cast(ms)
     sols_path = Path(solutions)
-    sols = read_solutions(sols_path)
     layout = read_layout(ms, opts.data_column)
+    require_sky_frame(ms, "flint calibrate apply", opts.force)
+    beam = data_beam(ms)
+    loaded = load_solutions(sols_path, beam=beam, n_channels=layout.n_channels)
+    sols = loaded.solutions
     check_solutions_fit(sols, layout, str(sols_path))
+    if not opts.force:
+        check_beam(loaded.beam, ms, beam, sols_path)
+    if not opts.allow_all_flagged:
+        require_unflagged_data(ms)
     if opts.output_ms is not None:
-        ms = copy_ms(ms, opts.output_ms, overwrite=opts.overwrite)
-        layout = read_layout(ms, opts.data_column)
-    before, after = apply_solutions(layout, sols, opts.data_column, opts.output_column, opts.flag_bad_solutions)
+        out = Path(opts.output_ms)
+        if out.exists() and out.resolve() == ms.path.resolve():
+            raise FlintInputError(f"{out}: --output-ms is the input MS; leave --output-ms out to write in place")
+        if out.exists() and not opts.overwrite:
+            raise FlintInputError(f"{out}: exists already; remove it or use --overwrite")
+        # build the calibrated copy under a temporary sibling name; it appears as `out` only when complete
+        with atomic_path(out) as tmp:
+            shutil.copytree(ms.path, tmp, symlinks=True)
+            before, after = apply_solutions(
+                read_layout(ms.with_(path=tmp), opts.data_column), sols, opts.data_column, opts.output_column, opts.flag_bad_solutions
+            )
+        ms = ms.with_(path=out)
+    else:
+        before, after = apply_solutions(layout, sols, opts.data_column, opts.output_column, opts.flag_bad_solutions)
     logger.info(
-        "%s: applied %s, %s -> %s; flagged %.2f%% -> %.2f%%",
-        ms.path, sols_path.name, opts.data_column, opts.output_column, 100 * before, 100 * after,
+        "%s: applied %s (%s), %s -> %s; flagged %.2f%% -> %.2f%%",
+        ms.path, sols_path.name, loaded.kind, opts.data_column, opts.output_column, 100 * before, 100 * after,
     )
     return ApplyResult(
         ms=ms.with_(column=opts.output_column),
@@ -166,4 +197,3 @@ def run_apply(
         flagged_before=before,
         flagged_after=after,
     )
-

@@ -18,12 +18,14 @@ import numpy as np
 from pydantic import Field
 
 from flint import _askap
+from flint.calibrate._checks import require_sky_frame
 from flint.calibrate._msdata import read_layout
 from flint.calibrate._solve_ms import SolveSpec, resolve_antenna, solve_ms
 from flint.calibrate.aocal import write_solutions
 from flint.calibrate.apply import apply_solutions
+from flint.calibrate.fields import FieldChoice, choose_bandpass_field
 from flint.errors import FlintInputError, FlintMSError
-from flint.ms import MS
+from flint.ms import MS, open_table
 from flint.naming import parse_name, product_name
 from flint.options import BaseOptions
 from flint.primary_beam import angular_separation_deg
@@ -62,6 +64,11 @@ class BandpassOptions(BaseOptions):
     """Largest allowed distance between the phase centre and PKS B1934-638 (arcmin)."""
     plot: bool = True
     """Write a PNG of the solutions next to them."""
+    field: str | None = None
+    """Field (name or FIELD_ID) holding PKS B1934-638; default: the field named for the MS's beam
+    (ASKAP's 36-field bandpass MSs), else the one whose phase centre is nearest 1934-638."""
+    force: bool = False
+    """Solve even on a raw ASKAP MS (instrument frame, beam phase centre not applied)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,12 @@ class BandpassResult:
     """Weighted RMS of data - model after calibration (Jy)."""
     n_rounds: int
     seconds: float
+    field: str = ""
+    """Name of the field the solutions were solved on."""
+    field_id: int = 0
+    """Its FIELD_ID."""
+    field_reason: str = ""
+    """Why that field was chosen."""
 
 
 def default_solutions_path(ms: MS, suffix: str = "aocalibrate.bin", round: int | None = None) -> Path:
@@ -120,23 +133,47 @@ def run_bandpass(
     FlintCalibrationError
         All data flagged.
     """
+    import tempfile
+    import time
+
+    t0 = time.perf_counter()
+    opts = options or BandpassOptions()
+    ms = MS.cast(ms)
+    require_sky_frame(ms, "flint calibrate bandpass", opts.force)
+    read_layout(ms, opts.column)  # columns, spectral windows and correlations, before anything is written
+    choice = choose_bandpass_field(ms, opts.field)
+    logger.info("%s: solving on field %d %r (%s)", ms.path, choice.field_id, choice.name, choice.reason)
+    out_path = Path(output) if output is not None else default_solutions_path(ms)
+    if choice.whole_ms:
+        return _solve(ms, ms, opts, out_path, choice, t0)
+    # several fields (an ASKAP 36-field bandpass MS): solve on a copy of the chosen field's rows only
+    with tempfile.TemporaryDirectory(prefix=f".{ms.path.name}.field{choice.field_id}.", dir=ms.path.parent) as tmp:
+        work = Path(tmp) / ms.path.name
+        with open_table(ms.path) as tab:
+            sel = tab.query(f"FIELD_ID=={choice.field_id}")
+            try:
+                sel.copy(str(work), deep=True).close()
+            finally:
+                sel.close()
+        return _solve(ms, ms.with_(path=work), opts, out_path, choice, t0)
+
+
+def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: FieldChoice, t0: float) -> BandpassResult:
+    """Flag -> solve -> [apply -> flag -> solve] on ``work`` (``ms`` or a copy of its field)."""
     import time
 
     from flint.calibrate.plot import plot_solutions
     from flint.flagging import FlagOptions, run_flagging
     from flint.ms import summarise
 
-    t0 = time.perf_counter()
-    opts = options or BandpassOptions()
-    ms = MS.cast(ms)
-    layout = read_layout(ms, opts.column)
+    layout = read_layout(work, opts.column)
     if opts.check_field:
         sep = 60.0 * float(angular_separation_deg(layout.phase_centre_deg[0], layout.phase_centre_deg[1], _askap.B1934_RA_DEG, _askap.B1934_DEC_DEG))
         if sep > opts.max_offset_arcmin:
             raise FlintMSError(
-                f"{ms.path}: phase centre ({layout.phase_centre_deg[0]:.4f}, {layout.phase_centre_deg[1]:.4f}) deg is "
+                f"{ms.path}: phase centre of field {choice.name!r} ({layout.phase_centre_deg[0]:.4f}, {layout.phase_centre_deg[1]:.4f}) deg is "
                 f"{sep:.1f} arcmin from PKS B1934-638; bandpass calibration needs 1934-638 at the phase centre "
-                "(or pass check_field=False)"
+                "(pick the field with --field, or use --no-check-field)"
             )
     ref = resolve_antenna(layout, opts.ref_antenna)
     spec = SolveSpec(
@@ -154,11 +191,11 @@ def run_bandpass(
     flag_opts = FlagOptions(column=opts.column, aoflagger=opts.aoflagger, strategy=opts.strategy)
     if opts.preflag:
         # raw calibrator data carry the full bandpass: flatten it so AOFlagger sees RFI, not ripple
-        run_flagging(ms, flag_opts.with_options(flatten_spectrum=True))
+        run_flagging(work, flag_opts.with_options(flatten_spectrum=True))
     outcome = solve_ms(layout, spec)
     for i in range(opts.flag_rounds):
         apply_solutions(layout, outcome.solutions, opts.column, "CORRECTED_DATA", flag_bad_solutions=False)
-        fr = run_flagging(ms, flag_opts.with_options(column="CORRECTED_DATA", flag_zero_uvw=False))
+        fr = run_flagging(work, flag_opts.with_options(column="CORRECTED_DATA", flag_zero_uvw=False))
         if fr.flagged_after - fr.flagged_before > 0.1:
             logger.warning(
                 "%s: flag round %d flagged %.1f%% more of the calibrator's data (%.1f%% -> %.1f%%); "
@@ -166,10 +203,9 @@ def run_bandpass(
                 ms.path, i + 1, 100 * (fr.flagged_after - fr.flagged_before), 100 * fr.flagged_before, 100 * fr.flagged_after,
             )
         outcome = solve_ms(layout, spec)
-    out_path = Path(output) if output is not None else default_solutions_path(ms)
     write_solutions(out_path, outcome.solutions)
     plot = plot_solutions(out_path) if opts.plot else None
-    frac = summarise(ms).flagged_fraction
+    frac = summarise(work).flagged_fraction
     n_flag = int(outcome.solutions.flagged.sum())
     logger.info("%s: bandpass -> %s (%d flagged solutions, %.2f%% data flagged)", ms.path, out_path, n_flag, 100 * frac)
     return BandpassResult(
@@ -181,4 +217,7 @@ def run_bandpass(
         residual_rms_jy=outcome.residual_rms_after,
         n_rounds=1 + opts.flag_rounds,
         seconds=time.perf_counter() - t0,
+        field=choice.name,
+        field_id=choice.field_id,
+        field_reason=choice.reason,
     )

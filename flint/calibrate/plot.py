@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flint.calibrate.aocal import read_solutions
+from flint.calibrate.caltables import load_solutions
 from flint.io import atomic_path
 
 __all__ = ["plot_solutions"]
@@ -17,7 +17,9 @@ __all__ = ["plot_solutions"]
 logger = logging.getLogger(__name__)
 
 
-def plot_solutions(solutions: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
+def plot_solutions(
+    solutions: str | os.PathLike[str], output: str | os.PathLike[str] | None = None, beam: int | None = None
+) -> Path:
     """Plot gain amplitude and phase against channel for every antenna (X and Y).
 
     Each antenna gets an amplitude panel above a phase panel; several solution
@@ -26,9 +28,11 @@ def plot_solutions(solutions: str | os.PathLike[str], output: str | os.PathLike[
     Parameters
     ----------
     solutions
-        AO-format solution file.
+        AO-format solution file, ASKAP calparameters table or CASA caltable.
     output
         PNG to write; default the solution file with ``.png`` in place of ``.bin``.
+    beam
+        The beam to plot from a calparameters table holding several.
 
     Returns
     -------
@@ -44,8 +48,11 @@ def plot_solutions(solutions: str | os.PathLike[str], output: str | os.PathLike[
     import matplotlib.pyplot as plt
 
     path = Path(solutions)
-    sols = read_solutions(path)
-    out = Path(output) if output is not None else path.with_suffix(".png")
+    sols = load_solutions(path, beam=beam).solutions
+    if output is not None:
+        out = Path(output)
+    else:
+        out = path.with_suffix(f".beam{beam:02d}.png" if beam is not None and path.is_dir() else ".png")
     g = sols.gains  # (interval, ant, chan, 2)
     ni, na, nc, _ = g.shape
     ncols = min(6, na)

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from flint.calibrate._checks import require_sky_frame
 from flint.calibrate._msdata import read_layout
 from flint.calibrate._solve_ms import SolveSpec, resolve_antenna, solve_ms
 from flint.calibrate.aocal import write_solutions
@@ -61,6 +62,8 @@ class SelfcalOptions(BaseOptions):
     """Convergence tolerance (relative change of the gains)."""
     plot: bool = False
     """Write a PNG of the solutions next to them."""
+    force: bool = False
+    """Solve even on a raw ASKAP MS (instrument frame, beam phase centre not applied)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ def run_selfcal(
     """
     opts = options or SelfcalOptions()
     ms = MS.cast(ms)
+    require_sky_frame(ms, "flint calibrate selfcal", opts.force)
     column = opts.data_column if opts.data_column is not None else calibrated_column(ms)
     require_columns(ms, column, opts.model_column)
     layout = read_layout(ms, column)

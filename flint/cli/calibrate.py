@@ -40,10 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     a = csub.add_parser(
         "apply",
         help="apply solutions to CORRECTED_DATA",
-        description="Write J_p^-1 V J_q^-H to CORRECTED_DATA (DATA is never overwritten).",
+        description=(
+            "Write J_p^-1 V J_q^-H to CORRECTED_DATA (DATA is never overwritten). Solutions: AO-format .bin, "
+            "ASKAP calparameters tables (the MS's beam is taken from it) or CASA B/G/T Jones caltables. "
+            "Solutions named for another beam than the MS's are refused (--force overrides)."
+        ),
     )
     a.add_argument("ms", type=Path, help="Measurement Set")
-    a.add_argument("solutions", type=Path, help="AO-format solution file (.bin)")
+    a.add_argument("solutions", type=Path, help="AO-format solution file (.bin), ASKAP calparameters table or CASA bandpass caltable")
     add_options_arguments(a, ApplyOptions)
     a.set_defaults(func=_apply)
 
@@ -59,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     s.set_defaults(func=_selfcal)
 
     pl = csub.add_parser("plot", help="plot solutions as PNG", description="Amplitude and phase against channel per antenna.")
-    pl.add_argument("solutions", type=Path, help="AO-format solution file (.bin)")
+    pl.add_argument("solutions", type=Path, help="AO-format solution file (.bin), ASKAP calparameters table or CASA caltable")
+    pl.add_argument("--beam", type=int, default=None, help="beam to plot from a calparameters table holding several")
     pl.add_argument("--output", type=Path, default=None, help="PNG path (default: next to the solutions)")
     pl.set_defaults(func=_plot)
 
@@ -73,10 +78,10 @@ def _bandpass(args: argparse.Namespace) -> int:
         raise FlintOptionsError("--output names one solution file; give one MS, or leave --output out")
     results = [run_bandpass(ms, opts, output=args.output) for ms in args.ms]
     if args.json:
-        print(json.dumps([{"ms": str(r.ms.path), "solutions": str(r.solutions), "plot": str(r.plot) if r.plot else None, "n_flagged_solutions": r.n_flagged_solutions, "flagged_fraction": r.flagged_fraction, "residual_rms_jy": r.residual_rms_jy} for r in results], indent=2))
+        print(json.dumps([{"ms": str(r.ms.path), "solutions": str(r.solutions), "plot": str(r.plot) if r.plot else None, "n_flagged_solutions": r.n_flagged_solutions, "flagged_fraction": r.flagged_fraction, "residual_rms_jy": r.residual_rms_jy, "field": r.field, "field_id": r.field_id, "field_reason": r.field_reason} for r in results], indent=2))
     else:
         for r in results:
-            print(f"{r.ms.path}: solutions {r.solutions} ({r.n_flagged_solutions} flagged), data flagged {100 * r.flagged_fraction:.2f}%, residual rms {r.residual_rms_jy:.3g} Jy")
+            print(f"{r.ms.path}: field {r.field} ({r.field_reason}); solutions {r.solutions} ({r.n_flagged_solutions} flagged), data flagged {100 * r.flagged_fraction:.2f}%, residual rms {r.residual_rms_jy:.3g} Jy")
     return 0
 
 
@@ -102,5 +107,5 @@ def _selfcal(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from flint.calibrate import plot_solutions
 
-    print(plot_solutions(args.solutions, args.output))
+    print(plot_solutions(args.solutions, args.output, beam=args.beam))
     return 0

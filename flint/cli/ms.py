@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 __all__ = ["register"]
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     c = msub.add_parser("copy", help="deep-copy a Measurement Set", description="Copy a Measurement Set (atomically).")
     c.add_argument("ms", type=Path)
     c.add_argument("out", type=Path)
-    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     c.set_defaults(func=_copy)
 
     sp = msub.add_parser("split", help="one Measurement Set per field", description="Split a Measurement Set by FIELD_ID.")
@@ -52,6 +53,9 @@ def _summary(args: argparse.Namespace) -> int:
     from flint.ms import summarise
 
     summaries = [summarise(m) for m in args.ms]
+    for s in summaries:
+        for w in s.warnings:
+            print(f"flint ms summary: warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps([s.as_dict() for s in summaries], indent=2))
     else:
