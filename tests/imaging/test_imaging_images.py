@@ -209,13 +209,13 @@ def test_validation_pb_correction_and_image_footprint(tmp_path: Path) -> None:
         ref_rows.append([f"S{i}", 150.0, d, 0.5])
         cat_rows.append([150.0, d, 0.5 * float(gaussian_pb(seps[i], 888e6)), 1e-3])
     ref_rows.append(["OUT", 170.0, -30.0, 1.0])  # off the image
-    res = run_validation(_csv(tmp_path / "c.csv", cat_rows), _csv(tmp_path / "r.csv", ref_rows), ValidationOptions(pb_correct=True), image=img)
+    res = run_validation(_csv(tmp_path / "c.csv", cat_rows), _csv(tmp_path / "r.csv", ref_rows), ValidationOptions(pb_correct=True, ref_freq=888e6), image=img)  # the table states no frequency
     assert res.freq_hz == pytest.approx(888e6)
     assert (res.n_reference, res.n_found) == (3, 3)
     assert res.flux_ratio_median == pytest.approx(1.0, abs=1e-9)
     assert res.flux_ratio_scatter == pytest.approx(0.0, abs=1e-9)
     assert res.noise_jy == pytest.approx(1e-3, rel=0.05)
-    with pytest.raises(FlintInputError, match="pb_correct"):
+    with pytest.raises(FlintInputError, match="pb-correct"):
         run_validation(tmp_path / "c.csv", tmp_path / "r.csv", ValidationOptions(pb_correct=True))
 
 
