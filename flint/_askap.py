@@ -82,12 +82,15 @@ def antenna_itrf(n_antennas: int = 36) -> NDArray[np.float64]:
     return centre[None, :] + enu[:, 0:1] * east[None, :] + enu[:, 1:2] * north[None, :]
 
 
-def footprint_offsets_deg(n_beams: int, pitch_deg: float, shape: str = "square") -> NDArray[np.float64]:
+def footprint_offsets_deg(
+    n_beams: int, pitch_deg: float, shape: str = "square", origin: str = "beam0"
+) -> NDArray[np.float64]:
     """Beam offsets (d_ra_on_sky, d_dec) in degrees for a footprint.
 
     ``square``: a 6x6 grid filled row by row from the centre outwards (``square_6x6``);
     ``closepack``: rows offset by half a pitch (``closepack36``). Beam 0 is nearest the
-    footprint centre.
+    footprint centre. ``origin="beam0"`` gives offsets from beam 0, ``"boresight"`` from the
+    footprint centre (what the correlator's ``FEED.BEAM_OFFSET`` holds).
     """
     if not 1 <= n_beams <= 36:
         raise ValueError("n_beams must be between 1 and 36")
@@ -104,4 +107,6 @@ def footprint_offsets_deg(n_beams: int, pitch_deg: float, shape: str = "square")
     # then shift so beam 0 sits on the field centre
     order = np.lexsort((arr[:, 0], arr[:, 1], np.round(np.hypot(arr[:, 0], arr[:, 1]), 6)))
     arr = arr[order]
+    if origin == "boresight":
+        return arr[:n_beams]
     return arr[:n_beams] - arr[0]

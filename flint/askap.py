@@ -27,9 +27,12 @@ The frame is recorded in the MS, never inferred from a file name:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -251,7 +254,26 @@ def _undo_interrupted(path: Path) -> None:
             t.removecols(["DATA"])
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """fixms's HISTORY writes make casacore print to the C-level stdout; keep stdout clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _preprocess_in_place(path: Path, opts: PreprocessOptions) -> float:
+    with _stdout_to_stderr():
+        return _run_fixms(path, opts)
+
+
+def _run_fixms(path: Path, opts: PreprocessOptions) -> float:
     from fixms.fix_ms_corrs import fix_ms_corrs, get_pol_axis
     from fixms.fix_ms_dir import fix_ms_dir
 

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flint import _askap
 from flint.io import atomic_path
@@ -124,6 +126,25 @@ class SimOptions(BaseOptions):
     """Typical RFI amplitude (Jy)."""
     seed: int = 42
     """Random seed: same seed, same bytes."""
+    askap_raw: bool = False
+    """Write what the ASKAP correlator writes: boresight in FIELD, beam offsets in FEED.BEAM_OFFSET, instrument-frame correlations with ASKAPsoft's I = XX + YY, autocorrelations, and a 36-field calibrator MS per beam (``ra_deg``/``dec_deg`` are then the footprint's boresight). Run ``flint ms preprocess`` on it."""
+    askap_pol_axis_deg: float = Field(default=-45.0, ge=-180.0, le=180.0)
+    """Third-axis (roll) angle of the raw data (fixms's pol axis; RECEPTOR_ANGLE = 45 deg - this), with ``askap_raw``."""
+    askap_offsource_times: int = Field(default=1, ge=1)
+    """Integrations kept of each off-source scan in a raw 36-field calibrator MS (the on-source scan has ``n_times``)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SimOptions:
+        for name, value in self:
+            vals = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in vals):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number (got {value})")
+        if self.min_flux_jy >= self.max_flux_jy:
+            raise ValueError(f"--min-flux-jy ({self.min_flux_jy}) must be below --max-flux-jy ({self.max_flux_jy})")
+        lo, hi = self.bright_flux_jy
+        if not 0 < lo <= hi:
+            raise ValueError(f"--bright-flux-jy must be two fluxes 0 < low <= high (got {lo} {hi})")
+        return self
 
 
 @dataclass(frozen=True)
@@ -213,8 +234,12 @@ def _beam_centres(opts: SimOptions) -> list[tuple[float, float]]:
 
 
 # --------------------------------------------------------------------------- sky & gains
-def _random_sky(opts: SimOptions, centres: list[tuple[float, float]], rng: np.random.Generator) -> SkyModel:
-    offs = _askap.footprint_offsets_deg(opts.n_beams, opts.beam_pitch_deg, opts.footprint)
+def _random_sky(
+    opts: SimOptions, centres: list[tuple[float, float]], rng: np.random.Generator, offs: NDArray[np.float64] | None = None
+) -> SkyModel:
+    """Seeded sky; ``offs`` are the beams' (east, north) offsets (deg) from (ra_deg, dec_deg)."""
+    if offs is None:
+        offs = _askap.footprint_offsets_deg(opts.n_beams, opts.beam_pitch_deg, opts.footprint)
     margin = 0.6 * opts.pb_fwhm_deg
     lo = offs.min(axis=0) - margin
     hi = offs.max(axis=0) + margin
@@ -332,6 +357,7 @@ def _write_ms(
     uvw: NDArray[np.float64],
     data: NDArray[np.complex64],
     sky_frame: bool = True,
+    finish: Callable[[Path], None] | None = None,
 ) -> None:
     import casacore.tables as ct
 
@@ -457,6 +483,8 @@ def _write_ms(
         with sub("PROCESSOR") as t:
             t.addrows(1)
             t.putcol("TYPE", ["CORRELATOR"])
+        if finish is not None:
+            finish(tmp)  # e.g. the raw ASKAP layout (flint._sim_askap), before the rename
 
 
 # --------------------------------------------------------------------------- prediction
@@ -574,6 +602,10 @@ def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | Non
     (``bandpass[beam, ant, chan, pol]``, identical to the science field's).
     """
     opts = options or SimOptions()
+    if opts.askap_raw:
+        from flint._sim_askap import simulate_bandpass_raw
+
+        return simulate_bandpass_raw(out_dir, opts, progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([opts.seed, 1])
@@ -614,6 +646,10 @@ def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | Non
 def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None = None, progress: bool = False) -> SimResult:
     """Simulate a science field: one Measurement Set per beam plus the truth files."""
     opts = options or SimOptions()
+    if opts.askap_raw:
+        from flint._sim_askap import simulate_field_raw
+
+        return simulate_field_raw(out_dir, opts, progress)
     fld = field_name(opts.field)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -646,14 +682,18 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
     sky_fits = out / product_name(opts.sbid, fld, suffix="sky.fits")
     beams_csv = out / product_name(opts.sbid, fld, suffix="beams.csv")
     _write_sky(sky, sky_csv, sky_fits)
-    with atomic_path(beams_csv) as tmp, open(tmp, "w", newline="") as fh:
+    _write_beams_csv(beams_csv, beams, centres, opts)
+    truth = out / product_name(opts.sbid, fld, suffix="truth.npz")
+    _write_truth(truth, bandpass=bandpass, gains=gains, phase_drift=drift, times=times, freqs_hz=freqs, beams=np.array(beams), **masks)
+    return SimResult(ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth, sky_csv=sky_csv, sky_fits=sky_fits, beams_csv=beams_csv)
+
+
+def _write_beams_csv(path: Path, beams: list[int], centres: list[tuple[float, float]], opts: SimOptions) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["beam", "ra_deg", "dec_deg", "pb_fwhm_deg", "pb_ref_freq_hz"])
         for b, (ra, dec) in zip(beams, centres, strict=True):
             w.writerow([b, f"{ra:.8f}", f"{dec:.8f}", opts.pb_fwhm_deg, opts.pb_ref_freq_hz])
-    truth = out / product_name(opts.sbid, fld, suffix="truth.npz")
-    _write_truth(truth, bandpass=bandpass, gains=gains, phase_drift=drift, times=times, freqs_hz=freqs, beams=np.array(beams), **masks)
-    return SimResult(ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth, sky_csv=sky_csv, sky_fits=sky_fits, beams_csv=beams_csv)
 
 
 def _write_sky(sky: SkyModel, csv_path: Path, fits_path: Path) -> None:
