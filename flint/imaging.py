@@ -9,7 +9,8 @@ renames the products to flint's names::
     SB<sbid>.<field>.beam<NN>[.round<N>].{image,residual,model,psf}.fits
 
 WSClean writes the clean-component model into the MS's ``MODEL_DATA`` column (needed by
-self-calibration). A failing WSClean leaves no product under a final name.
+self-calibration). With ``niter=0`` only the dirty image and the PSF are made, and the MS
+is not written to. A failing WSClean leaves no product under a final name.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
-from flint.errors import FlintInputError, FlintOptionsError
-from flint.ms import MS, calibrated_column, require_columns
+from flint.errors import FlintInputError, FlintMSError, FlintOptionsError
+from flint.ms import MS, calibrated_column, open_table, require_columns
 from flint.naming import parse_name, product_name
 from flint.options import BaseOptions
 from flint.runner import run_command
@@ -51,8 +53,7 @@ PRODUCT_KINDS = ("image", "residual", "model", "psf")
 
 _INSTALL_HINT = (
     "install WSClean so that '{binary}' is on PATH (Debian/Ubuntu: apt-get install wsclean), "
-    "or run it from a container image: WSCleanOptions(container=Path('wsclean.sif')) "
-    "(CLI: --container wsclean.sif) with apptainer or singularity on PATH"
+    "or run it from a container image with --container wsclean.sif (apptainer or singularity on PATH)"
 )
 
 
@@ -68,7 +69,8 @@ class WSCleanOptions(BaseOptions):
     robust: float = Field(default=0.0, ge=-2.0, le=2.0)
     """Briggs robustness (only used with ``weight='briggs'``)."""
     niter: int = Field(default=20000, ge=0)
-    """Maximum number of minor clean iterations (0: dirty image only)."""
+    """Maximum number of minor clean iterations (0: dirty image and PSF only; the MS is
+    then not written to)."""
     nmiter: int = Field(default=10, ge=0)
     """Maximum number of major iterations (0: no limit)."""
     threshold_jy: float | None = Field(default=None, ge=0.0)
@@ -113,7 +115,8 @@ class WSCleanOptions(BaseOptions):
     use_wgridder: bool = True
     """Use the fast and accurate w-gridder (ducc)."""
     update_model: bool = True
-    """Write the predicted model visibilities into ``MODEL_DATA`` (needed for self-cal)."""
+    """Write the predicted model visibilities into ``MODEL_DATA`` (needed for self-cal;
+    ignored with ``niter=0``, which has no model)."""
     save_dirty: bool = False
     """Keep the dirty image as ``...dirty.fits`` as well."""
     threads: int | None = Field(default=None, ge=1)
@@ -134,11 +137,11 @@ class WSCleanOptions(BaseOptions):
     @model_validator(mode="after")
     def _consistent(self) -> WSCleanOptions:
         if self.fit_spectral_pol is not None and not self.join_channels:
-            raise ValueError("fit_spectral_pol needs join_channels=True")
+            raise ValueError("fit_spectral_pol needs join_channels (--join-channels)")
         if self.join_channels and self.channels_out < 2:
-            raise ValueError("join_channels needs channels_out >= 2")
+            raise ValueError("join_channels needs channels_out >= 2 (--channels-out 2)")
         if self.multiscale_scales is not None and not self.multiscale:
-            raise ValueError("multiscale_scales needs multiscale=True")
+            raise ValueError("multiscale_scales needs multiscale (--multiscale)")
         if any(s < 0 for s in self.multiscale_scales or ()):
             raise ValueError("multiscale_scales must be >= 0 pixels")
         return self
@@ -150,10 +153,13 @@ class ImagingResult:
 
     ms: MS
     """The imaged Measurement Set (its ``MODEL_DATA`` holds the clean model when
-    ``update_model``)."""
+    ``update_model`` and ``niter > 0``)."""
     image: Path
-    residual: Path
-    model: Path
+    """The restored image (with ``niter=0``: the dirty image)."""
+    residual: Path | None
+    """The residual image (``None`` with ``niter=0``: nothing was cleaned)."""
+    model: Path | None
+    """The clean-component model image (``None`` with ``niter=0``)."""
     psf: Path
     dirty: Path | None = None
     channel_images: tuple[Path, ...] = ()
@@ -164,7 +170,7 @@ class ImagingResult:
     @property
     def products(self) -> dict[str, Path]:
         """Kind -> path of every product written."""
-        out = {k: getattr(self, k) for k in PRODUCT_KINDS}
+        out = {k: getattr(self, k) for k in PRODUCT_KINDS if getattr(self, k) is not None}
         if self.dirty is not None:
             out["dirty"] = self.dirty
         return out
@@ -207,6 +213,8 @@ def wsclean_argv(
     argv += ["-size", str(o.size), str(o.size), "-scale", f"{_num(o.scale_arcsec)}asec"]
     argv += ["-weight", o.weight] + ([_num(o.robust)] if o.weight == "briggs" else [])
     argv += ["-niter", str(o.niter), "-nmiter", str(o.nmiter)]
+    if o.niter == 0:  # no deconvolution: WSClean writes the PSF only when asked
+        argv += ["-make-psf"]
     argv += ["-gain", _num(o.gain), "-mgain", _num(o.mgain)]
     if o.threshold_jy is not None:
         argv += ["-threshold", _num(o.threshold_jy)]
@@ -239,7 +247,8 @@ def wsclean_argv(
     argv += ["-padding", _num(o.padding)]
     if o.use_wgridder:
         argv += ["-use-wgridder"]
-    argv += ["-update-model-required" if o.update_model else "-no-update-model-required"]
+    update = o.update_model and o.niter > 0  # niter 0 has no model: leave the MS alone
+    argv += ["-update-model-required" if update else "-no-update-model-required"]
     if not o.save_dirty:
         argv += ["-no-dirty"]
     if o.threads is not None:
@@ -310,12 +319,12 @@ def find_wsclean(options: WSCleanOptions) -> str:
         if not Path(options.container).is_file():
             raise FlintInputError(
                 f"WSClean container image {options.container} does not exist; give the path "
-                f"of a .sif image, or unset container to run '{options.binary}' from PATH"
+                f"of a .sif image with --container, or leave it out to run '{options.binary}' from PATH"
             )
         runtime = shutil.which(options.container_runtime)
         if runtime is None:
             raise FlintInputError(
-                f"'{options.container_runtime}' (needed for container={options.container}) was "
+                f"'{options.container_runtime}' (needed for --container {options.container}) was "
                 f"not found on PATH; install it, or {hint}"
             )
         return runtime
@@ -350,7 +359,8 @@ def product_base(ms: MS, round: int | None = None) -> str:
 
 def _wsclean_products(name: Path, options: WSCleanOptions) -> dict[str, Path]:
     """WSClean's own file names -> flint kind (``image``, ``ch0001.image``, ...)."""
-    kinds = list(PRODUCT_KINDS) + (["dirty"] if options.save_dirty else [])
+    kinds = [k for k in PRODUCT_KINDS if options.niter > 0 or k in ("image", "psf")]
+    kinds += ["dirty"] if options.save_dirty else []
     out: dict[str, Path] = {}
     if options.channels_out == 1:
         for k in kinds:
@@ -361,6 +371,33 @@ def _wsclean_products(name: Path, options: WSCleanOptions) -> dict[str, Path]:
         for c in range(options.channels_out):
             out[f"ch{c:04d}.image"] = name.parent / f"{name.name}-{c:04d}-image.fits"
     return out
+
+
+# --------------------------------------------------------------------------- input checks
+def _require_sky_frame(ms: MS) -> None:
+    """Refuse a raw (instrument-frame) ASKAP MS: it must be preprocessed first."""
+    try:
+        from flint.askap import require_sky_frame
+    except ImportError:  # pragma: no cover - the preprocessing module is optional
+        return
+    require_sky_frame(ms, "flint image")
+
+
+def _require_uv_coverage(ms: MS, chunk: int = 100_000) -> None:
+    """Raise unless some cross-correlation row has a non-zero UVW (reads until the first one)."""
+    with open_table(ms.path) as tab:
+        n = tab.nrows()
+        if n == 0:
+            raise FlintMSError(f"{ms.path}: the Measurement Set has no rows; there is nothing to image")
+        for start in range(0, n, chunk):
+            nrow = min(chunk, n - start)
+            cross = tab.getcol("ANTENNA1", start, nrow) != tab.getcol("ANTENNA2", start, nrow)
+            if np.any(tab.getcol("UVW", start, nrow)[cross] != 0):
+                return
+    raise FlintMSError(
+        f"{ms.path}: UVW is zero on every cross-correlation row, so the baselines are unknown and "
+        "WSClean cannot image it; re-create the MS or recompute its UVW"
+    )
 
 
 # --------------------------------------------------------------------------- run
@@ -379,6 +416,7 @@ def run_imaging(
     options: WSCleanOptions | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     round: int | None = None,
+    force: bool = False,
 ) -> ImagingResult:
     """Image one Measurement Set with WSClean and name the products flint's way.
 
@@ -394,6 +432,8 @@ def run_imaging(
         Folder for the products (default: beside the MS).
     round
         Self-calibration round, recorded in the product names.
+    force
+        Image even a raw ASKAP MS (instrument frame, not preprocessed).
 
     Returns
     -------
@@ -403,7 +443,8 @@ def run_imaging(
     Raises
     ------
     FlintInputError
-        WSClean is not available, or the MS lacks the data column.
+        WSClean is not available, the MS lacks the data column, has no uv coverage
+        (all UVW zero) or is a raw ASKAP MS (unless ``force``).
     FlintCommandError
         WSClean failed; carries its exit status and last output lines. No product
         is left under a final name.
@@ -411,11 +452,14 @@ def run_imaging(
     opts = options or WSCleanOptions()
     handle = MS.cast(ms)
     if round is not None and round < 0:
-        raise FlintOptionsError(f"round must be >= 0, got {round}")
+        raise FlintOptionsError(f"--round must be >= 0, got {round}")
     column = imaging_column(ms, opts)
     require_columns(handle, column)
     if opts.fits_mask is not None and not Path(opts.fits_mask).is_file():
-        raise FlintInputError(f"fits_mask {opts.fits_mask} does not exist; give an existing FITS mask")
+        raise FlintInputError(f"--fits-mask {opts.fits_mask} does not exist; give an existing FITS mask")
+    if not force:
+        _require_sky_frame(handle)
+    _require_uv_coverage(handle)
     program = find_wsclean(opts)
     out = (Path(out_dir) if out_dir is not None else handle.path.parent).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -433,11 +477,11 @@ def run_imaging(
             argv = container_argv(inner, Path(opts.container).absolute(), bind_dirs(binds), runtime=program)
         run_command(argv, cwd=work)
         produced = _wsclean_products(name, opts)
-        missing = [str(p) for p in produced.values() if not p.exists()]
+        missing = [p.name for p in produced.values() if not p.exists()]
         if missing:
             raise FlintInputError(
-                f"WSClean finished but did not write {', '.join(missing)}; "
-                f"check the options ({' '.join(argv)})"
+                f"{handle.path}: WSClean exited 0 but did not write {', '.join(missing)}; "
+                f"its options were: {' '.join(argv[1:-1])}"
             )
         finals: dict[str, Path] = {}
         for kind, src in produced.items():
@@ -451,8 +495,8 @@ def run_imaging(
     return ImagingResult(
         ms=handle,
         image=finals["image"],
-        residual=finals["residual"],
-        model=finals["model"],
+        residual=finals.get("residual"),
+        model=finals.get("model"),
         psf=finals["psf"],
         dirty=finals.get("dirty"),
         channel_images=channel_images,

@@ -32,6 +32,7 @@ import yaml
 from pydantic import ValidationError
 
 from flint.errors import FlintConfigError
+from flint.io import load_yaml_file
 from flint.options import BaseOptions, format_validation_error
 
 __all__ = [
@@ -248,11 +249,8 @@ def load_strategy(path: str | os.PathLike[str] | None = None) -> Strategy:
     """
     file = Path(path) if path is not None else default_strategy_path()
     if not file.is_file():
-        raise FlintConfigError(f"{file}: no such strategy file; check the path (or pass None for the default)")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise FlintConfigError(f"{file}: not valid YAML ({exc})") from None
+        raise FlintConfigError(f"{file}: no such strategy file; check the --strategy path (or leave it out for the packaged default)")
+    data = load_yaml_file(file)
     strategy = parse_strategy(data, source=str(file))
     logger.info("strategy %s: %d self-cal round(s), tools %s", file, strategy.n_rounds, ", ".join(strategy.tools))
     return strategy

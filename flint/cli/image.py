@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
             "Run WSClean on each Measurement Set (the binary on PATH, or inside an apptainer/"
             "singularity image with --container) and name the products "
             "SB<sbid>.<field>.beamNN[.roundN].{image,residual,model,psf}.fits. The clean "
-            "model is written to MODEL_DATA for self-calibration. Options come from the "
+            "model is written to MODEL_DATA for self-calibration; --niter 0 makes only the "
+            "dirty image and the PSF and leaves the MS untouched. Options come from the "
             "strategy file's wsclean section for --round (if --strategy is given), then "
             "from the flags below."
         ),
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--round", type=int, default=None, help="self-calibration round recorded in the names")
     p.add_argument("--strategy", type=Path, default=None, help="strategy YAML to take the wsclean options from ('default' for the packaged one)")
     p.add_argument("--json", action="store_true", help="print the products as JSON")
+    p.add_argument("--force", action="store_true", help="image even a raw ASKAP MS (instrument frame; normally run 'flint ms preprocess' first)")
     add_options_arguments(p, WSCleanOptions)
     p.set_defaults(func=run)
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args, WSCleanOptions, base=base)
     results = []
     for path in args.ms:
-        results.append(run_imaging(path, opts, out_dir=args.out_dir, round=args.round))
+        results.append(run_imaging(path, opts, out_dir=args.out_dir, round=args.round, force=args.force))
     if args.json:
         print(json.dumps([{k: str(v) for k, v in r.products.items()} | {"ms": str(r.ms.path)} for r in results], indent=2))
     else:

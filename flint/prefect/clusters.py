@@ -42,6 +42,7 @@ from urllib.parse import urlparse
 import yaml
 
 from flint.errors import FlintConfigError
+from flint.io import load_yaml_file
 from flint.prefect._spec_checks import RENAMED_KWARGS, VALUE_CHECKS, check_nonnegative_int
 
 __all__ = [
@@ -383,13 +384,7 @@ def load_cluster_spec(path: str | os.PathLike[str], *, allowed_classes: Iterable
     if not p.is_file():
         examples = ", ".join(example_specs())
         raise FlintConfigError(f"{p}: cluster spec file not found; give a YAML file path or a packaged example ({examples})")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FlintConfigError(f"{p}: not valid YAML{where}: {problem}; fix the syntax (indentation, colons, quotes)") from None
+    data = load_yaml_file(p)
     if data is None:
         raise FlintConfigError(f"{p}: the file is empty; give at least 'cluster_class: distributed.LocalCluster'")
     return validate_spec(data, source=str(p), allowed_classes=allowed_classes)

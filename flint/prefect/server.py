@@ -13,8 +13,10 @@ Secrets
     Secrets go to the server through its environment only: never on a command line,
     into a log or into a generated script.
 
-State (``<state_dir>/server.json``) records the PID, URL and whether flint started the
-database, so ``stop`` ends exactly what ``start`` started.
+State (``<state_dir>/server.json``) records the PID, its start time, URL and whether flint
+started the database, so ``stop`` ends exactly what ``start`` started: before signalling, it
+checks that the PID is still that process (same start time, a Prefect server command
+line); a stale or reused PID is refused, never signalled.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ class ServerOptions(BaseOptions):
     """Prefect's CSRF protection."""
     start_timeout: float = Field(default=90.0, gt=0)
     """Seconds to wait for the API to answer after start."""
+    ui_serve_base: str = "/"
+    """URL path the Prefect UI is served under (``{port}`` is replaced by the port), e.g.
+    ``/proxy/absolute/{port}`` when the browser reaches it through jupyter-server-proxy."""
+    ui_api_url: str | None = None
+    """API URL the UI in the browser calls (``{port}`` is replaced); default the server's own
+    ``http://<host>:<port>/api`` (Prefect would otherwise tell the UI port 4200)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,8 @@ class ServerInfo:
     managed_postgres: bool
     postgres_data_dir: str | None = None
     postgres_port: int | None = None
+    start_time: float | None = None
+    """Creation time of the server process (seconds since the epoch, as psutil reports it)."""
 
     def exports(self) -> str:
         """Shell lines that point Prefect clients at this server (no secret in them)."""
@@ -173,7 +183,41 @@ def _read_state(state_dir: Path) -> ServerInfo | None:
     p = _state_file(state_dir)
     if not p.exists():
         return None
-    return ServerInfo(**json.loads(p.read_text()))
+    try:
+        return ServerInfo(**json.loads(p.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise FlintConfigError(f"{p}: not a flint server state file ({str(exc).splitlines()[0]}); delete it if no server runs") from None
+
+
+#: what the server's command line holds (see :func:`_uvicorn_argv`)
+_SERVER_MARKER = "prefect.server.api.server:create_app"
+
+
+def _process_start_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _foreign_process(info: ServerInfo) -> str | None:
+    """``None`` if ``info.pid`` is the server flint started, else what the PID is now."""
+    import psutil
+
+    try:
+        proc = psutil.Process(info.pid)
+        cmdline = proc.cmdline()
+        created = proc.create_time()
+    except psutil.NoSuchProcess:
+        return None  # gone: nothing to signal either way
+    except psutil.AccessDenied:
+        return f"a process of another user (pid {info.pid})"
+    same_start = info.start_time is None or abs(created - info.start_time) < 1.0
+    if same_start and any(_SERVER_MARKER in part for part in cmdline):
+        return None
+    return f"'{' '.join(cmdline)[:80]}'"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -272,6 +316,18 @@ def _safe(url: str) -> str:
 # ------------------------------------------------------------------ start / stop / status
 
 
+def _ui_env(opts: ServerOptions) -> dict[str, str]:
+    """The settings that make the server's UI call this server's API (not Prefect's default port 4200)."""
+    host = "127.0.0.1" if opts.host in ("0.0.0.0", "::", "") else opts.host
+    env = {"PREFECT_SERVER_UI_API_URL": (opts.ui_api_url or f"http://{host}:{{port}}/api").format(port=opts.port)}
+    base = opts.ui_serve_base.format(port=opts.port)
+    if base.strip("/"):
+        env["PREFECT_SERVER_UI_SERVE_BASE"] = base
+        # the UI bundle is copied with the base written into it: one copy per server, not Prefect's shared one
+        env["PREFECT_SERVER_UI_STATIC_DIRECTORY"] = str(opts.state_dir / "ui")
+    return env
+
+
 def _server_env(opts: ServerOptions, db_url: str, auth: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
     env.update(
@@ -289,6 +345,7 @@ def _server_env(opts: ServerOptions, db_url: str, auth: str | None) -> dict[str,
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
         }
     )
+    env.update(_ui_env(opts))
     if auth:
         env["PREFECT_SERVER_API_AUTH_STRING"] = auth
     if opts.web_concurrency > 1:
@@ -321,10 +378,10 @@ def start_server(options: ServerOptions | None = None, *, database_url: str | No
     opts = options or ServerOptions()
     opts.state_dir.mkdir(parents=True, exist_ok=True)
     current = _read_state(opts.state_dir)
-    if current is not None and _pid_alive(current.pid):
-        raise FlintError(f"a flint Prefect server already runs from {opts.state_dir} (pid {current.pid}, {current.api_url}); stop it first")
+    if current is not None and _pid_alive(current.pid) and _foreign_process(current) is None:
+        raise FlintError(f"a flint Prefect server already runs from {opts.state_dir} (pid {current.pid}, {current.api_url}); stop it first with 'flint server stop --state-dir {opts.state_dir}'")
     if opts.web_concurrency > 1 and not os.environ.get("PREFECT_MESSAGING_BROKER"):
-        raise FlintConfigError("web_concurrency > 1 needs Redis messaging (PREFECT_MESSAGING_BROKER etc.); see deploy/README.md or use 1")
+        raise FlintConfigError("--web-concurrency > 1 needs Redis messaging (PREFECT_MESSAGING_BROKER etc.); see deploy/README.md or use --web-concurrency 1")
     import socket
 
     try:
@@ -351,7 +408,7 @@ def start_server(options: ServerOptions | None = None, *, database_url: str | No
     info = ServerInfo(
         api_url=api_url, pid=proc.pid, state_dir=str(opts.state_dir), database=_safe(db_url),
         managed_postgres=pg is not None, postgres_data_dir=str(pg.data_dir) if pg else None,
-        postgres_port=pg.port if pg else None,
+        postgres_port=pg.port if pg else None, start_time=_process_start_time(proc.pid),
     )
     _state_file(opts.state_dir).write_text(json.dumps(asdict(info), indent=1))
     deadline = time.monotonic() + opts.start_timeout
@@ -374,6 +431,12 @@ def stop_server(state_dir: Path | str = DEFAULT_STATE_DIR, timeout: float = 30.0
     """Stop the server started from ``state_dir`` (and the PostgreSQL flint started).
 
     Returns ``True`` when something was stopped.
+
+    Raises
+    ------
+    FlintError
+        When the recorded PID now belongs to another process (a stale ``server.json`` whose
+        PID was reused): nothing is signalled.
     """
     state_dir = Path(state_dir)
     info = _read_state(state_dir)
@@ -381,6 +444,12 @@ def stop_server(state_dir: Path | str = DEFAULT_STATE_DIR, timeout: float = 30.0
         return False
     stopped = False
     if _pid_alive(info.pid):
+        other = _foreign_process(info)
+        if other is not None:
+            raise FlintError(
+                f"{_state_file(state_dir)}: pid {info.pid} is no longer the Prefect server flint started "
+                f"(it is {other}); not signalling it. If the server is gone, delete {_state_file(state_dir)}"
+            )
         try:
             os.killpg(info.pid, signal.SIGTERM)  # uvicorn and its workers: the session we started
         except ProcessLookupError:
@@ -408,7 +477,7 @@ def server_status(state_dir: Path | str = DEFAULT_STATE_DIR) -> ServerStatus:
     info = _read_state(state_dir)
     if info is None:
         return ServerStatus(False, False, False, None, None, f"no flint Prefect server started from {state_dir}")
-    if not _pid_alive(info.pid):
+    if not _pid_alive(info.pid) or _foreign_process(info) is not None:
         return ServerStatus(False, False, False, info.api_url, info.pid, f"server process {info.pid} is not running (stale state)")
     try:
         api_ok = _get(info.api_url + "/health", timeout=3)[0] == 200

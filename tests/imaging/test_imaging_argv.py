@@ -127,7 +127,7 @@ def test_run_imaging_checks_inputs_before_running(tmp_path: Path, sim_field_idea
     ms = MS(sim_field_ideal.ms_paths[0], column="CORRECTED_DATA")
     with pytest.raises(FlintMSError, match="CORRECTED_DATA"):
         run_imaging(ms, out_dir=tmp_path)
-    with pytest.raises(FlintInputError, match="fits_mask"):
+    with pytest.raises(FlintInputError, match="--fits-mask"):
         run_imaging(sim_field_ideal.ms_paths[0], WSCleanOptions(fits_mask=tmp_path / "none.fits"), out_dir=tmp_path)
     with pytest.raises(FlintInputError, match="was not found on PATH"):
         run_imaging(sim_field_ideal.ms_paths[0], WSCleanOptions(binary="no-such-wsclean"), out_dir=tmp_path)

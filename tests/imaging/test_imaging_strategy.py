@@ -67,8 +67,10 @@ def test_bad_strategy_names_the_key(tmp_path: Path, text: str, expected: str) ->
 
 def test_unsafe_yaml_and_missing_file_are_errors(tmp_path: Path) -> None:
     p = _write(tmp_path, "defaults: !!python/object/apply:os.system ['echo hacked']\n")
-    with pytest.raises(FlintConfigError, match="not valid YAML"):
+    with pytest.raises(FlintConfigError, match=r"YAML tags are not allowed \(!!python/object/apply:os.system\)"):
         load_strategy(p)
+    with pytest.raises(FlintConfigError, match=r"not valid YAML at line \d+"):
+        load_strategy(_write(tmp_path, "defaults: {wsclean: [\n"))
     with pytest.raises(FlintConfigError, match="no such strategy file"):
         load_strategy(tmp_path / "nope.yaml")
 
