@@ -30,6 +30,11 @@ examples:
   flint flow continuum data/SB101.*.ms --solutions run/bandpass --reference data/SB101.SIM_FIELD.sky.csv \\
       --out-dir run/continuum --cluster-config slurm --strategy my-strategy.yaml --beams 0 1 2
   flint flow continuum ... --background      # detached; follow it in the Prefect UI or the log
+  flint flow continuum casda/ --already-calibrated --out-dir run/continuum   # CASDA data: no bandpass
+
+Inputs may carry flint's names, raw ASKAP names (SB39400.RACS_0635-31.beam0.ms) or CASDA names
+(scienceData.<field>.SB<sbid>.<field>.beam08_averaged_cal.leakage.ms); raw ASKAP MSs (instrument
+frame) are preprocessed (fixms) as the flow's first stage, on the flow's copy.
 
 Prefect API: --api-url, else $PREFECT_API_URL (checked first), else a temporary local server.
 """
@@ -63,12 +68,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     fsub = p.add_subparsers(dest="flow_name", metavar="<flow>")
     fsub.required = True
     bp = fsub.add_parser("bandpass", help="flag and solve a bandpass per beam of PKS B1934-638")
-    bp.add_argument("inputs", nargs="+", help="calibrator Measurement Sets (SB<sbid>.<field>.beamNN.ms) or their folder")
+    bp.add_argument("inputs", nargs="+", help="calibrator Measurement Sets (SB<sbid>.<field>.beam<N>.ms, one per beam; 36-field ASKAP MSs too) or their folder")
     _common(bp)
     bp.set_defaults(func=run)
     co = fsub.add_parser("continuum", help="calibrate, self-calibrate, image, mosaic and validate a field")
     co.add_argument("inputs", nargs="+", help="science Measurement Sets (one per beam) or their folder")
-    co.add_argument("--solutions", nargs="+", required=True, help="bandpass solution files or their folder")
+    co.add_argument("--solutions", nargs="+", default=None, help="bandpass solution files or their folder")
+    co.add_argument(
+        "--already-calibrated",
+        action="store_true",
+        help="the data are bandpass-calibrated already (CASDA: calibrated by the observatory); no --solutions",
+    )
     co.add_argument("--reference", type=Path, default=None, help="reference catalogue (CSV) for validation")
     _common(co)
     co.set_defaults(func=run)
@@ -87,7 +97,8 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
         params["bandpass"] = absolute(_one_or_list(args.inputs))
     else:
         params["science"] = absolute(_one_or_list(args.inputs))
-        params["solutions"] = absolute(_one_or_list(args.solutions))
+        params["solutions"] = absolute(_one_or_list(args.solutions)) if args.solutions else None
+        params["already_calibrated"] = bool(args.already_calibrated)
         params["reference"] = os.path.abspath(args.reference) if args.reference else None
     params["strategy"] = os.path.abspath(args.strategy) if args.strategy else None
     params["beams"] = args.beams
@@ -125,7 +136,20 @@ def run(args: argparse.Namespace) -> int:
     products = handle.result()
     print(f"state: {handle.state()}")
     print_products(args.flow_name, products)
+    _print_inputs(args.flow_name, params["out_dir"])
     return 0
+
+
+def _print_inputs(flow_name: str, out_dir: str) -> None:
+    """What the flow did with each input: preprocessed (raw ASKAP) or not, bandpass field."""
+    from flint.prefect.flows import read_input_report
+
+    for row in read_input_report(out_dir, flow_name):
+        beam = int(row["beam"])
+        if row.get("field"):
+            print(f"bandpass field beam {beam:02d}: {row['field']}")
+        if row.get("preprocessed"):
+            print(f"preprocessed beam {beam:02d}: {row['input']} ({row['frame']} frame)")
 
 
 def print_products(flow_name: str, products: Any) -> None:
@@ -141,6 +165,9 @@ def print_products(flow_name: str, products: Any) -> None:
         print(f"mosaic round {r}: {path}")
     if products.get("catalogue"):
         print(f"catalogue: {products['catalogue']}")
+    if products.get("already_calibrated"):
+        print("already calibrated: True (no bandpass applied)")
+
     val = products.get("validation")
     if val:
         print(f"validation figure: {val['figure']}")
@@ -180,7 +207,10 @@ def _argv_from(args: argparse.Namespace) -> list[str]:
     """The foreground command line equivalent to ``args``."""
     argv = ["flow", args.flow_name, *args.inputs, "--out-dir", os.fspath(args.out_dir), "--cluster-config", os.fspath(args.cluster_config)]
     if args.flow_name == "continuum":
-        argv += ["--solutions", *args.solutions]
+        if args.solutions:
+            argv += ["--solutions", *args.solutions]
+        if args.already_calibrated:
+            argv += ["--already-calibrated"]
         if args.reference:
             argv += ["--reference", os.fspath(args.reference)]
     if args.strategy:

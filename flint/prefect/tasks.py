@@ -36,6 +36,7 @@ __all__ = [
     "stage_log",
     "read_stage_log",
     "copy_ms_task",
+    "preprocess_task",
     "flag_task",
     "bandpass_task",
     "apply_task",
@@ -144,15 +145,37 @@ def _ms(obj: Any) -> Any:
 def copy_ms_task(ms: str, dest_dir: str, label: str) -> Any:
     """Copy an input Measurement Set into the run's folder (inputs are never modified).
 
-    A copy left by an earlier attempt of this task is replaced (the copy is atomic, so it
-    is complete or absent).
+    The copy carries flint's name (``SB<sbid>.<field>.beam<NN>.ms``) whatever name the
+    input had (raw ASKAP, CASDA), so every product does too. A copy left by an earlier
+    attempt of this task is replaced (the copy is atomic, so it is complete or absent).
     """
     from flint.ms import copy_ms
+    from flint.naming import flint_ms_name
 
-    dest = Path(dest_dir) / Path(ms).name
+    dest = Path(dest_dir) / flint_ms_name(ms)
     out = copy_ms(ms, dest, overwrite=True)
     stage_log(dest_dir, "copy", label)
     return out
+
+
+@task(name="preprocess", task_run_name="preprocess-{label}", **_SAFE)  # type: ignore[call-overload]
+def preprocess_task(ms: Any, out_dir: str, label: str) -> Any:
+    """Preprocess a raw ASKAP MS in place (the flow's copy): :func:`flint.askap.preprocess_askap`.
+
+    Beam phase centre into ``FIELD``, instrument -> sky frame, Stokes normalisation (fixms).
+    Idempotent (fixms's marker in the MS), so a retry is harmless. Returns the MS handle.
+    """
+    import importlib
+
+    from flint.ms import MS
+
+    askap = importlib.import_module("flint.askap")  # preprocess_askap: being written (issue 11)
+    handle = MS.cast(_path(_ms(ms)))
+    options_cls = getattr(askap, "PreprocessOptions", None)
+    result = askap.preprocess_askap(handle, options_cls() if options_cls is not None else None)
+    stage_log(out_dir, "preprocess", label)
+    out = getattr(result, "ms", None)
+    return MS.cast(out) if out is not None else handle
 
 
 @task(name="flag", task_run_name="flag-{label}", **_SAFE)  # type: ignore[call-overload]

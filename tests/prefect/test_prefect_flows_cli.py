@@ -145,3 +145,40 @@ def test_folder_with_calibrator_and_field(
     _assert_refused(rc, err, out, "no Prefect API answers")
     rc, err, _ = _run(["flow", "continuum", os.fspath(data), "--solutions", os.fspath(solutions), "--beams", "0", "1", "--out-dir", os.fspath(out), *dead_api], capsys)
     _assert_refused(rc, err, out, "no Prefect API answers")
+
+
+def test_continuum_needs_solutions_or_already_calibrated(sim_field: SimResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --solutions the continuum flow runs only in the explicit 'already calibrated' mode."""
+    out = tmp_path / "out"
+    base = ["flow", "continuum", *map(os.fspath, sim_field.ms_paths), "--out-dir", os.fspath(out)]
+    rc, err, _ = _run(base, capsys)
+    _assert_refused(rc, err, out, "no bandpass solutions", "--solutions", "--already-calibrated")
+    sols = tmp_path / "sols"
+    sols.mkdir()
+    rc, err, _ = _run([*base, "--solutions", os.fspath(sols), "--already-calibrated"], capsys)
+    _assert_refused(rc, err, out, "--solutions and --already-calibrated both given")
+    # the mode itself passes the input checks (then stops at the API check)
+    rc, err, _ = _run([*base, "--already-calibrated", "--api-url", "http://127.0.0.1:9/api"], capsys)
+    _assert_refused(rc, err, out, "no Prefect API answers")
+
+
+def test_casda_and_raw_named_folders_accepted(sim_bandpass: SimResult, sim_field: SimResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Folders of CASDA-named and raw-named (beam0) MSs pass the input checks; products keep flint's names."""
+    from flint.prefect.flows import find_by_beam
+
+    casda, raw = tmp_path / "casda", tmp_path / "raw"
+    casda.mkdir()
+    raw.mkdir()
+    for b, ms in zip(sim_field.beams, sim_field.ms_paths, strict=True):
+        (casda / f"scienceData.SIM_FIELD.SB101.SIM_FIELD.beam{b:02d}_averaged_cal.leakage.ms").symlink_to(ms)
+    for b, ms in zip(sim_bandpass.beams, sim_bandpass.ms_paths, strict=True):
+        (raw / f"SB100.B1934-638.beam{b}.ms").symlink_to(ms)
+    assert sorted(find_by_beam(os.fspath(casda), ".ms", calibrator=False)) == list(sim_field.beams)
+    out = tmp_path / "out"
+    dead_api = ["--api-url", "http://127.0.0.1:9/api"]
+    rc, err, _ = _run(["flow", "continuum", os.fspath(casda), "--already-calibrated", "--out-dir", os.fspath(out), *dead_api], capsys)
+    _assert_refused(rc, err, out, "no Prefect API answers")
+    rc, err, _ = _run(["flow", "bandpass", os.fspath(raw), "--out-dir", os.fspath(out), *dead_api], capsys)
+    _assert_refused(rc, err, out, "no Prefect API answers")
+    rc, err, _ = _run(["flow", "continuum", os.fspath(tmp_path), "--already-calibrated", "--out-dir", os.fspath(out)], capsys)
+    _assert_refused(rc, err, out, "scienceData.<field>.SB<sbid>.<field>.beamNN*.ms (CASDA)")
