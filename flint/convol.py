@@ -6,6 +6,17 @@ kernel that takes its beam to that one (``Beam.deconvolve``, astropy FFT convolu
 and rescales by the ratio of beam areas, so that Jy/beam stays Jy/beam (a point
 source keeps its peak brightness; integrated fluxes are unchanged). BMAJ/BMIN/BPA
 are updated. Outputs are ``<image stem>.<suffix>.fits`` (default ``.conv``).
+
+Cubes (more than one channel or Stokes plane, see :mod:`flint.cubes`) are convolved
+plane by plane, in one of two modes (racs-tools beamcon_3D's names):
+
+* ``natural`` (default): per channel, the smallest beam common to every input cube and
+  polarisation at that channel (what RM synthesis needs: each channel as sharp as it
+  can be, all beams of the mosaic alike);
+* ``total``: one beam for every channel of every cube.
+
+The per-channel beams are read from, and written to, the cubes' ``BEAMS`` table. Only one
+plane is held in memory at a time.
 """
 
 from __future__ import annotations
@@ -13,14 +24,32 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
+from flint.cubes import (
+    BEAM_FLAG_HINT,
+    BeamTable,
+    CubeInfo,
+    CubeReader,
+    CubeWriter,
+    beam_tuple,
+    is_cube_file,
+    make_beam,
+    read_cube_info,
+)
 from flint.errors import FlintImageError, FlintInputError, FlintOptionsError
-from flint.images import JY_PER_BEAM, Image, read_beam, read_image, set_beam, write_like
+from flint.images import (
+    JY_PER_BEAM,
+    Image,
+    read_beam,
+    read_image,
+    set_beam,
+    write_like,
+)
 from flint.options import BaseOptions
 
 if TYPE_CHECKING:
@@ -32,6 +61,7 @@ __all__ = [
     "run_convol",
     "common_beam",
     "convolve_to",
+    "convolve_plane",
     "convolved_name",
 ]
 
@@ -52,6 +82,12 @@ class ConvolOptions(BaseOptions):
     """Folder of the outputs (``None``: beside each input)."""
     tolerance: float = Field(default=1e-4, gt=0.0)
     """Relative tolerance of the common-beam search (radio-beam ``common_beam``)."""
+    mode: Literal["natural", "total"] = "natural"
+    """Cubes only: ``natural`` = one common beam per channel across all input cubes (for RM
+    synthesis); ``total`` = one beam for all channels."""
+    input_beam: tuple[float, float, float] | None = None
+    """Restoring beam (BMAJ arcsec, BMIN arcsec, BPA deg) of inputs that carry none (no
+    BEAMS table and no BMAJ/BMIN keywords)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +97,10 @@ class ConvolResult:
     images: list[Path]
     """The convolved images, in the order of the inputs."""
     beam: tuple[float, float, float]
-    """The common beam as (BMAJ arcsec, BMIN arcsec, BPA deg)."""
+    """The common beam as (BMAJ arcsec, BMIN arcsec, BPA deg); for cubes in ``natural``
+    mode the largest of the per-channel beams."""
+    channel_beams: tuple[tuple[float, float, float], ...] | None = None
+    """Cubes: the beam of each channel (NaN for a channel blank in every input)."""
 
 
 def convolved_name(image: Path, suffix: str = "conv", out_dir: Path | None = None) -> Path:
@@ -71,8 +110,7 @@ def convolved_name(image: Path, suffix: str = "conv", out_dir: Path | None = Non
     return (out_dir or image.parent) / f"{stem}.{suffix}.fits"
 
 
-def _beam_tuple(beam: Beam) -> tuple[float, float, float]:
-    return (float(beam.major.to_value("arcsec")), float(beam.minor.to_value("arcsec")), float(beam.pa.to_value("deg")))
+_beam_tuple = beam_tuple
 
 
 def common_beam(beams: list[Beam], tolerance: float = 1e-4) -> Beam:
@@ -135,9 +173,16 @@ def convolve_to(image: Image, target: Beam) -> NDArray[np.float64]:
     FlintImageError
         If ``target`` is smaller than the image's beam in some direction.
     """
-    beam = read_beam(image)
+    return convolve_plane(image.data, image.wcs, read_beam(image), target, str(image.path))
+
+
+def convolve_plane(data: NDArray[np.float64], wcs: Any, beam: Beam, target: Beam, where: str = "image") -> NDArray[np.float64]:
+    """Convolve one plane ``data`` (Jy/beam, celestial ``wcs``) from ``beam`` to ``target``.
+
+    See :func:`convolve_to`; ``where`` names the input in errors.
+    """
     if _same_beam(beam, target):
-        return image.data.copy()
+        return np.array(data, dtype=np.float64, copy=True)
     from radio_beam.utils import BeamError
 
     try:
@@ -146,20 +191,20 @@ def convolve_to(image: Image, target: Beam) -> NDArray[np.float64]:
         kernel_beam = None
     if kernel_beam is None:
         raise FlintImageError(
-            f"{image.path}: its beam {_fmt(beam)} cannot be convolved to {_fmt(target)} "
+            f"{where}: its beam {_fmt(beam)} cannot be convolved to {_fmt(target)} "
             "(the target must be at least as large in every direction); choose a larger target_beam"
         )
-    matrix = np.asarray(image.wcs.pixel_scale_matrix, dtype=np.float64) * 3600.0  # arcsec/pixel
+    matrix = np.asarray(wcs.pixel_scale_matrix, dtype=np.float64) * 3600.0  # arcsec/pixel
     scales = np.sqrt((matrix**2).sum(axis=0))
     if abs(scales[0] - scales[1]) > 1e-3 * scales.max() or abs(np.dot(matrix[:, 0], matrix[:, 1])) > 1e-3 * scales.max() ** 2:
-        raise FlintImageError(f"{image.path}: pixels are not square ({scales[0]:.3f}\" x {scales[1]:.3f}\"); regrid it first")
+        raise FlintImageError(f"{where}: pixels are not square ({scales[0]:.3f}\" x {scales[1]:.3f}\"); regrid it first")
     pixel = float(scales.mean())
     pad = int(np.ceil(5.0 * float(kernel_beam.major.to_value("arcsec")) / pixel / _FWHM)) + 1
-    ny, nx = image.data.shape
+    ny, nx = data.shape
     shape = (_fast_len(ny + 2 * pad), _fast_len(nx + 2 * pad))
-    nan = ~np.isfinite(image.data)
+    nan = ~np.isfinite(data)
     padded = np.zeros(shape)
-    padded[:ny, :nx] = np.where(nan, 0.0, image.data)
+    padded[:ny, :nx] = np.where(nan, 0.0, data)
     transfer = _gaussian_transfer(shape, kernel_beam, pixel, matrix)
     out = np.fft.irfft2(np.fft.rfft2(padded) * transfer, s=shape)[:ny, :nx]
     area_ratio = float((target.sr / beam.sr).decompose().value)
@@ -194,14 +239,17 @@ def run_convol(images: list[Path] | list[str], options: ConvolOptions | None = N
     ConvolResult
         The convolved images and the common beam.
     """
-    import astropy.units as u
-    from radio_beam import Beam
-
     opts = options or ConvolOptions()
     paths = [Path(p) for p in images]
     if not paths:
         raise FlintInputError("run_convol: no images given; pass at least one FITS image")
-    loaded = [read_image(p) for p in paths]
+    cubes = [is_cube_file(p) for p in paths]
+    if any(cubes):
+        if not all(cubes):
+            flat = paths[cubes.index(False)]
+            raise FlintInputError(f"{flat}: a single-plane image among cubes; convolve cubes and images in separate runs")
+        return _run_convol_cubes([read_cube_info(p) for p in paths], opts)
+    loaded = [_with_input_beam(read_image(p), opts) for p in paths]
     for img in loaded:
         if img.unit != JY_PER_BEAM:
             raise FlintImageError(
@@ -209,15 +257,8 @@ def run_convol(images: list[Path] | list[str], options: ConvolOptions | None = N
                 "common beam needs restored images in Jy/beam"
             )
     beams = [read_beam(img) for img in loaded]
-    if opts.target_beam is not None:
-        bmaj, bmin, bpa = opts.target_beam
-        if not (bmaj > 0 and bmin > 0 and bmaj >= bmin):
-            raise FlintOptionsError(f"target_beam {opts.target_beam}: need BMAJ >= BMIN > 0 (arcsec)")
-        target = Beam(major=bmaj * u.arcsec, minor=bmin * u.arcsec, pa=bpa * u.deg)
-    else:
-        target = common_beam(beams, tolerance=opts.tolerance)
-    if opts.pad_arcsec > 0:
-        target = Beam(major=target.major + opts.pad_arcsec * u.arcsec, minor=target.minor + opts.pad_arcsec * u.arcsec, pa=target.pa)
+    fixed = _target_option(opts)
+    target = _padded_beam(fixed if fixed is not None else common_beam(beams, tolerance=opts.tolerance), opts)
     logger.info("common beam: %s", _fmt(target))
     outs: list[Path] = []
     for img in loaded:
@@ -230,3 +271,109 @@ def run_convol(images: list[Path] | list[str], options: ConvolOptions | None = N
             raise FlintOptionsError(f"suffix {opts.suffix!r} would overwrite the input {img.path}; choose another")
         outs.append(write_like(img, data, out, header))
     return ConvolResult(images=outs, beam=_beam_tuple(target))
+
+
+def _target_option(opts: ConvolOptions) -> Beam | None:
+    if opts.target_beam is None:
+        return None
+    bmaj, bmin, bpa = opts.target_beam
+    if not (bmaj > 0 and bmin > 0 and bmaj >= bmin):
+        raise FlintOptionsError(f"target_beam {opts.target_beam}: need BMAJ >= BMIN > 0 (arcsec)")
+    return make_beam(bmaj, bmin, bpa)
+
+
+def _padded_beam(target: Beam, opts: ConvolOptions) -> Beam:
+    if opts.pad_arcsec <= 0:
+        return target
+    bmaj, bmin, bpa = _beam_tuple(target)
+    return make_beam(bmaj + opts.pad_arcsec, bmin + opts.pad_arcsec, bpa)
+
+
+def _input_beam_option(opts: ConvolOptions) -> tuple[float, float, float] | None:
+    if opts.input_beam is None:
+        return None
+    bmaj, bmin, _ = opts.input_beam
+    if not (bmaj > 0 and bmin > 0 and bmaj >= bmin):
+        raise FlintOptionsError(f"input_beam {opts.input_beam}: need BMAJ >= BMIN > 0 (arcsec)")
+    return opts.input_beam
+
+
+def _with_input_beam(img: Image, opts: ConvolOptions) -> Image:
+    """``img`` with ``opts.input_beam`` in its header when it carries no beam of its own."""
+    beam = _input_beam_option(opts)
+    if beam is not None and not ("BMAJ" in img.header and "BMIN" in img.header):
+        set_beam(img.header, make_beam(*beam))
+    return img
+
+
+def _cube_beams(info: CubeInfo, opts: ConvolOptions) -> BeamTable:
+    if info.beams is not None:
+        return info.beams
+    beam = _input_beam_option(opts)
+    if beam is None:
+        raise FlintImageError(
+            f"{info.path}: no restoring beam (no BEAMS table and no BMAJ/BMIN keywords); {BEAM_FLAG_HINT}"
+        )
+    return BeamTable.uniform(info.nchan, info.npol, beam)
+
+
+def _run_convol_cubes(infos: list[CubeInfo], opts: ConvolOptions) -> ConvolResult:
+    """Convolve cubes plane by plane to per-channel (``natural``) or one (``total``) beam."""
+    ref = infos[0]
+    for info in infos:
+        if info.unit != JY_PER_BEAM:
+            raise FlintImageError(
+                f"{info.path}: BUNIT is {info.header.get('BUNIT', '(missing)')!r}; convolution to a "
+                "common beam needs restored images in Jy/beam"
+            )
+        if (info.nchan, info.npol) != (ref.nchan, ref.npol):
+            raise FlintImageError(
+                f"{info.path}: {info.nchan} channel(s) x {info.npol} Stokes, {ref.path.name} has "
+                f"{ref.nchan} x {ref.npol}; give cubes of the same channels"
+            )
+    tables = [_cube_beams(info, opts) for info in infos]
+    fixed = _target_option(opts)
+    targets: list[Beam | None]
+    if fixed is not None:
+        targets = [_padded_beam(fixed, opts)] * ref.nchan
+    elif opts.mode == "total":
+        every = [b for t in tables for c in range(t.nchan) for p in range(t.npol) if (b := t.beam(c, p)) is not None]
+        if not every:
+            raise FlintImageError(f"{ref.path}: every plane's beam is blank; nothing to convolve")
+        one = _padded_beam(common_beam(every, tolerance=opts.tolerance), opts)
+        targets = [one] * ref.nchan
+    else:
+        targets = []
+        for c in range(ref.nchan):
+            at_c = [b for t in tables for p in range(t.npol) if (b := t.beam(c, p)) is not None]
+            targets.append(_padded_beam(common_beam(at_c, tolerance=opts.tolerance), opts) if at_c else None)
+    valid = [t for t in targets if t is not None]
+    if not valid:
+        raise FlintImageError(f"{ref.path}: every plane's beam is blank; nothing to convolve")
+    largest = max(valid, key=lambda b: float(b.sr.to_value("sr")))
+    logger.info("cube %s mode: common beam %s (largest)", opts.mode if fixed is None else "target", _fmt(largest))
+    out_table = BeamTable.from_beams([[t] * ref.npol for t in targets])
+    outs = []
+    for info in infos:
+        out = convolved_name(info.path, opts.suffix, opts.out_dir)
+        if out.resolve() == info.path.resolve():
+            raise FlintOptionsError(f"suffix {opts.suffix!r} would overwrite the input {info.path}; choose another")
+        outs.append(out)
+    for info, table, out in zip(infos, tables, outs, strict=True):
+        header = info.header.copy()
+        for key in ("BMAJ", "BMIN", "BPA"):
+            header.remove(key, ignore_missing=True)
+        if out_table.is_uniform():
+            set_beam(header, largest)
+        header.add_history(f"flint.convol: cube convolved plane by plane to {'one beam' if out_table.is_uniform() else 'a common beam per channel'}")
+        with CubeReader(info.path, info) as reader, CubeWriter(out, header, beams=out_table) as writer:
+            for c, target in enumerate(targets):
+                for p in range(info.npol):
+                    beam = table.beam(c, p)
+                    if target is None or beam is None:
+                        writer.write_plane(np.full((info.axes.ny, info.axes.nx), np.nan), chan=c, pol=p)
+                        continue
+                    plane = reader.plane(c, p)
+                    writer.write_plane(convolve_plane(plane, info.wcs, beam, target, f"{info.path} channel {c}"), chan=c, pol=p)
+    channel_beams = tuple(out_table.as_tuple(c, 0) for c in range(ref.nchan))
+    return ConvolResult(images=outs, beam=_beam_tuple(largest), channel_beams=channel_beams)

@@ -12,12 +12,25 @@ image. The co-addition onto one sky grid is reproject's
 (``find_optimal_celestial_wcs`` + ``reproject_and_coadd``). The weight image
 ``sum_i(w_i)`` is the inverse variance of the mosaic: its noise is ``1/sqrt(weight)``.
 Empty borders are trimmed.
+
+Cubes (see :mod:`flint.cubes`) are mosaicked channel by channel: for each channel, one
+input plane at a time is weighted, reprojected onto its footprint of the mosaic grid and
+added into running sums, so memory holds one input plane plus the mosaic's channel, never
+a whole cube. The mosaic is a cube with the inputs' FREQ/STOKES axes and their ``BEAMS``
+table; its weight cube is written beside it.
+
+With ``pb_cube`` (an ASKAP holography beam cube, :class:`flint.primary_beam.HolographyBeams`)
+the measured Stokes-I response of each input's beam replaces the Gaussian, interpolated to
+every pixel and channel, and the Stokes-I leakage into Q/U/V is removed first::
+
+    X_corr = X - (PB_X / PB_I) * I        (X = Q, U, V; I the same beam's Stokes-I plane)
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +39,16 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
+from flint.cubes import (
+    BEAM_FLAG_HINT,
+    STOKES_NAMES,
+    CubeInfo,
+    CubeReader,
+    CubeWriter,
+    cube_header,
+    is_cube_file,
+    read_cube_info,
+)
 from flint.errors import FlintImageError, FlintInputError
 from flint.images import (
     Image,
@@ -41,11 +64,13 @@ from flint.options import BaseOptions
 from flint.primary_beam import (
     DEFAULT_PB_FWHM_DEG,
     DEFAULT_PB_REF_HZ,
+    HolographyBeams,
     angular_separation_deg,
     gaussian_pb,
+    sky_offsets_deg,
 )
 
-__all__ = ["LinmosOptions", "LinmosResult", "run_linmos", "primary_beam_image", "default_output"]
+__all__ = ["LinmosOptions", "LinmosResult", "run_linmos", "primary_beam_image", "default_output", "output_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +94,18 @@ class LinmosOptions(BaseOptions):
     """Cut rows and columns without data from the mosaic's borders."""
     write_weight: bool = True
     """Also write the weight (inverse-variance) image."""
+    pb_cube: Path | None = None
+    """ASKAP holography primary-beam cube (5-D x, y, FREQ, STOKES, BEAM, e.g.
+    ``akpb.iquv.closepack36.54.943MHz.SB55219.cube.fits``): its measured Stokes-I response
+    replaces the Gaussian beam. ``None``: the Gaussian beam."""
+    pb_beams: list[int] | None = None
+    """With ``pb_cube``: the BEAM-axis index of each input, in input order; ``None``: the
+    beam number in each input's name (``.beamNN.``)."""
+    remove_leakage: bool = True
+    """With ``pb_cube``: subtract the Stokes-I leakage from Q/U/V planes (X - PB_X/PB_I * I)."""
+    stokes_i: list[Path] | None = None
+    """With ``pb_cube`` and ``remove_leakage``: the Stokes-I images/cubes of the inputs' beams,
+    in input order, for inputs that hold Q/U/V but no I plane."""
 
 
 @dataclass(frozen=True)
@@ -149,12 +186,11 @@ def run_linmos(
     paths = [Path(p) for p in images]
     if not paths:
         raise FlintInputError("run_linmos: no images given; pass the beam images to mosaic")
+    if opts.pb_cube is not None or any(is_cube_file(p) for p in paths):
+        return _run_linmos_cube(paths, opts, output)
     loaded = [read_image(p) for p in paths]
     _check_inputs(loaded)
-    out = Path(output) if output is not None else default_output(paths)
-    weight_out = out.with_name(out.name.removesuffix(".fits") + ".weight.fits")
-    if any(out.resolve() == p.resolve() or weight_out.resolve() == p.resolve() for p in paths):
-        raise FlintInputError(f"output {out} would overwrite an input image; choose another name")
+    out, weight_out = output_paths(paths, output)
 
     corrected: list[tuple[NDArray[np.float64], Any]] = []
     weights: list[NDArray[np.float64]] = []
@@ -212,6 +248,15 @@ def run_linmos(
     return LinmosResult(mosaic=out, weight=wpath, noise_jy=tuple(noises))
 
 
+def output_paths(paths: Sequence[Path], output: str | os.PathLike[str] | None) -> tuple[Path, Path]:
+    """The mosaic and weight paths; refuses to overwrite an input."""
+    out = Path(output) if output is not None else default_output(list(paths))
+    weight_out = out.with_name(out.name.removesuffix(".fits") + ".weight.fits")
+    if any(out.resolve() == p.resolve() or weight_out.resolve() == p.resolve() for p in paths):
+        raise FlintInputError(f"output {out} would overwrite an input image; choose another name")
+    return out, weight_out
+
+
 def _deg() -> Any:
     import astropy.units as u
 
@@ -226,3 +271,234 @@ def _trim(mosaic: NDArray[np.float64], weight: NDArray[np.float64], wcs: Any) ->
     ys = slice(int(rows[0]), int(rows[-1]) + 1)
     xs = slice(int(cols[0]), int(cols[-1]) + 1)
     return mosaic[ys, xs], weight[ys, xs], wcs[ys, xs].to_header()
+
+
+# --------------------------------------------------------------------------- cubes
+@dataclass
+class _Input:
+    """One input cube of a cube mosaic and where it lands on the mosaic grid."""
+
+    info: CubeInfo
+    beam_index: int | None
+    i_source: CubeInfo | None
+    """Where this input's Stokes-I planes come from (leakage removal); ``None``: not needed."""
+    box: tuple[slice, slice] = (slice(0, 0), slice(0, 0))
+
+
+def _pixel_world(info: CubeInfo) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    ny, nx = info.axes.ny, info.axes.nx
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    ra, dec = info.wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
+    return np.asarray(ra).reshape(ny, nx), np.asarray(dec).reshape(ny, nx)
+
+
+class _Responses:
+    """Primary-beam responses (Stokes code -> plane) of one input at one frequency."""
+
+    def __init__(self, opts: LinmosOptions) -> None:
+        self.opts = opts
+        self.holo = HolographyBeams(opts.pb_cube) if opts.pb_cube is not None else None
+
+    def __call__(self, item: _Input, freq_hz: float) -> dict[int, NDArray[np.float64]]:
+        ra, dec = _pixel_world(item.info)
+        ra0, dec0 = (float(v) for v in item.info.wcs.wcs.crval)
+        if self.holo is None:
+            sep = angular_separation_deg(ra0, dec0, ra, dec)
+            return {1: np.asarray(gaussian_pb(sep, freq_hz, self.opts.pb_fwhm_deg, self.opts.pb_ref_freq_hz))}
+        east, north = sky_offsets_deg(ra0, dec0, ra, dec)
+        assert item.beam_index is not None
+        return self.holo.response(item.beam_index, freq_hz, east, north)
+
+
+def _inputs(paths: list[Path], opts: LinmosOptions) -> list[_Input]:
+    infos = [read_cube_info(p) for p in paths]
+    ref = infos[0]
+    units = {i.unit for i in infos}
+    if len(units) > 1:
+        listing = ", ".join(f"{i.path.name}: {i.header.get('BUNIT', '(none)')!r}" for i in infos)
+        raise FlintImageError(f"images have different brightness units ({listing}); give images in one unit (Jy/beam)")
+    for info in infos:
+        if (info.nchan, info.stokes) != (ref.nchan, ref.stokes):
+            raise FlintImageError(
+                f"{info.path}: {info.nchan} channel(s), Stokes {_names(info.stokes)}; {ref.path.name} has "
+                f"{ref.nchan}, {_names(ref.stokes)}; mosaic cubes of the same channels and Stokes"
+            )
+        if np.all(np.isfinite(ref.freqs_hz)) and not np.allclose(info.freqs_hz, ref.freqs_hz, rtol=1e-7, atol=1.0):
+            raise FlintImageError(f"{info.path}: channel frequencies differ from {ref.path.name}'s; mosaic cubes of the same channels")
+        if info.beams is None:
+            raise FlintImageError(f"{info.path}: no restoring beam (no BEAMS table and no BMAJ/BMIN keywords); {BEAM_FLAG_HINT}")
+    if opts.pb_beams is not None and len(opts.pb_beams) != len(paths):
+        raise FlintInputError(f"--pb-beams has {len(opts.pb_beams)} numbers for {len(paths)} images; give one per image")
+    if opts.stokes_i is not None and len(opts.stokes_i) != len(paths):
+        raise FlintInputError(f"--stokes-i has {len(opts.stokes_i)} images for {len(paths)} inputs; give one per input")
+    out = []
+    for k, info in enumerate(infos):
+        beam_index = None
+        if opts.pb_cube is not None:
+            beam_index = opts.pb_beams[k] if opts.pb_beams is not None else _beam_number(info.path)
+        i_source = None
+        leaky = set(info.stokes) & {2, 3, 4}
+        if opts.pb_cube is not None and opts.remove_leakage and leaky:
+            if 1 in info.stokes:
+                i_source = info
+            elif opts.stokes_i is not None:
+                i_source = read_cube_info(opts.stokes_i[k])
+                if i_source.nchan != info.nchan or 1 not in i_source.stokes or (i_source.axes.ny, i_source.axes.nx) != (info.axes.ny, info.axes.nx):
+                    raise FlintImageError(f"{i_source.path}: not a Stokes-I cube of {info.path.name}'s channels and grid")
+            else:
+                raise FlintInputError(
+                    f"{info.path}: holds Stokes {_names(info.stokes)} but no I to remove the leakage with; "
+                    "give the Stokes-I cubes with --stokes-i or use --no-remove-leakage"
+                )
+        out.append(_Input(info=info, beam_index=beam_index, i_source=i_source))
+    return out
+
+
+def _names(codes: Sequence[int]) -> str:
+    return "".join(STOKES_NAMES.get(c, str(c)) for c in codes)
+
+
+def _beam_number(path: Path) -> int:
+    try:
+        beam = parse_name(path).beam
+    except FlintInputError:
+        beam = None
+    if beam is None:
+        raise FlintInputError(f"{path}: no beam number in its name (.beamNN.); give the beams with --pb-beams N [N ...]")
+    return beam
+
+
+def _grid(items: list[_Input], opts: LinmosOptions, responses: _Responses) -> tuple[Any, tuple[int, int]]:
+    """The mosaic grid, trimmed to the inputs' footprints above the PB cutoff (at the band edges)."""
+    import astropy.units as u
+    from reproject.mosaicking import find_optimal_celestial_wcs
+
+    resolution = min(i.info.wcs.proj_plane_pixel_scales()[0].to_value("deg") for i in items)
+    wcs_out, (ny, nx) = find_optimal_celestial_wcs(
+        [((i.info.axes.ny, i.info.axes.nx), i.info.wcs) for i in items], projection=opts.projection, resolution=resolution * u.deg
+    )
+    freqs = _freqs(items[0].info, opts)
+    lo, hi = [np.inf, np.inf], [-np.inf, -np.inf]
+    boxes: list[tuple[float, float, float, float] | None] = []
+    for item in items:
+        inside = np.zeros((item.info.axes.ny, item.info.axes.nx), dtype=bool)
+        for f in {float(freqs.min()), float(freqs.max())}:
+            inside |= responses(item, f)[1] >= opts.pb_cutoff
+        yy, xx = np.nonzero(inside)
+        if yy.size == 0:
+            boxes.append(None)
+            continue
+        ra, dec = item.info.wcs.pixel_to_world_values(xx, yy)
+        ox, oy = wcs_out.world_to_pixel_values(ra, dec)
+        box = (float(np.min(oy)), float(np.max(oy)), float(np.min(ox)), float(np.max(ox)))
+        boxes.append(box)
+        lo = [min(lo[0], box[0]), min(lo[1], box[2])]
+        hi = [max(hi[0], box[1]), max(hi[1], box[3])]
+    if not np.isfinite(lo[0]):
+        raise FlintImageError("the mosaic is empty: no input pixel is above the primary-beam cutoff")
+    if not opts.trim:
+        lo, hi = [0.0, 0.0], [ny - 1.0, nx - 1.0]
+    y0, x0 = max(0, int(np.floor(lo[0]))), max(0, int(np.floor(lo[1])))
+    y1, x1 = min(ny, int(np.ceil(hi[0])) + 1), min(nx, int(np.ceil(hi[1])) + 1)
+    for item, found in zip(items, boxes, strict=True):
+        if found is None:
+            item.box = (slice(0, 0), slice(0, 0))
+            continue
+        by0, bx0 = max(y0, int(np.floor(found[0])) - 1), max(x0, int(np.floor(found[2])) - 1)
+        by1, bx1 = min(y1, int(np.ceil(found[1])) + 2), min(x1, int(np.ceil(found[3])) + 2)
+        item.box = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
+    return wcs_out[y0:y1, x0:x1], (y1 - y0, x1 - x0)
+
+
+def _freqs(info: CubeInfo, opts: LinmosOptions) -> NDArray[np.float64]:
+    if opts.freq_hz is not None:
+        return np.full(info.nchan, float(opts.freq_hz))
+    if not np.all(np.isfinite(info.freqs_hz)):
+        raise FlintImageError(f"{info.path}: no frequency in its header; set it with --freq-hz")
+    return info.freqs_hz
+
+
+def _run_linmos_cube(paths: list[Path], opts: LinmosOptions, output: str | os.PathLike[str] | None) -> LinmosResult:
+    """Mosaic cubes channel by channel with bounded memory (see the module docstring)."""
+    import contextlib
+
+    from reproject import reproject_interp
+
+    items = _inputs(paths, opts)
+    out, weight_out = output_paths(paths, output)
+    ref = items[0].info
+    responses = _Responses(opts)
+    wcs_out, (ny, nx) = _grid(items, opts, responses)
+    freqs = _freqs(ref, opts)
+    ref_beams = ref.beams
+    assert ref_beams is not None
+    for item in items[1:]:
+        b = item.info.beams
+        assert b is not None
+        if not np.allclose(b.bmaj_arcsec, ref_beams.bmaj_arcsec, rtol=0.01, equal_nan=True):
+            logger.warning("%s: restoring beams differ from %s's by > 1 %%; convolve to a common beam first (flint convol)", item.info.path, ref.path)
+    header = cube_header(wcs_out.to_header(), ny, nx, ref.header)
+    header["HISTORY"] = (
+        f"flint.linmos: {len(paths)} cubes, PB "
+        + (f"holography {opts.pb_cube.name}" if opts.pb_cube else f"Gaussian FWHM {opts.pb_fwhm_deg} deg at {opts.pb_ref_freq_hz:.4g} Hz")
+        + f", cutoff {opts.pb_cutoff}"
+    )
+    for path in paths:
+        header["HISTORY"] = f"flint.linmos input: {path.name}"
+    wheader = header.copy()
+    wheader["BUNIT"] = ("(JY/BEAM)^-2", "inverse variance of the mosaic")
+    for key in ("BMAJ", "BMIN", "BPA"):
+        wheader.remove(key, ignore_missing=True)
+    npol = ref.npol
+    noises: list[list[float]] = [[] for _ in items]
+    with contextlib.ExitStack() as stack:
+        readers = [stack.enter_context(CubeReader(i.info.path, i.info)) for i in items]
+        i_readers = [
+            None if i.i_source is None else (r if i.i_source is i.info else stack.enter_context(CubeReader(i.i_source.path, i.i_source)))
+            for i, r in zip(items, readers, strict=True)
+        ]
+        writer = stack.enter_context(CubeWriter(out, header, beams=ref_beams))
+        wwriter = stack.enter_context(CubeWriter(weight_out, wheader)) if opts.write_weight else None
+        for c in range(ref.nchan):
+            num = np.zeros((npol, ny, nx))
+            den = np.zeros((npol, ny, nx))
+            for k, (item, reader, ireader) in enumerate(zip(items, readers, i_readers, strict=True)):
+                ys, xs = item.box
+                if ys.stop <= ys.start or xs.stop <= xs.start:
+                    continue
+                resp = responses(item, float(freqs[c]))
+                pb = resp[1]
+                i_plane = None
+                if ireader is not None and item.i_source is not None:
+                    i_plane = ireader.plane(c, item.i_source.stokes.index(1))
+                sub_wcs = wcs_out[ys, xs]
+                sub_shape = (ys.stop - ys.start, xs.stop - xs.start)
+                for p, code in enumerate(ref.stokes):
+                    plane = reader.plane(c, p)
+                    sigma = robust_rms(plane) if opts.noise == "mad" else 1.0
+                    if not np.isfinite(sigma) or sigma <= 0:
+                        logger.warning("%s: channel %d Stokes %s is blank; left out", item.info.path.name, c, _names([code]))
+                        continue
+                    if p == 0 or code == 1:
+                        noises[k].append(sigma)
+                    if i_plane is not None and code in (2, 3, 4) and code in resp:
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            leak = np.where(pb > 0, resp[code] / pb, 0.0)
+                        plane = plane - leak * i_plane
+                    use = (pb >= opts.pb_cutoff) & np.isfinite(plane)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        corrected = np.where(use, plane / pb, np.nan)
+                    weight = np.where(use, pb**2 / sigma**2, 0.0)
+                    val, _ = reproject_interp((corrected, item.info.wcs), sub_wcs, shape_out=sub_shape, roundtrip_coords=False)
+                    wv, _ = reproject_interp((weight, item.info.wcs), sub_wcs, shape_out=sub_shape, roundtrip_coords=False)
+                    ok = np.isfinite(val) & np.isfinite(wv) & (wv > 0)
+                    num[p, ys, xs] += np.where(ok, val * wv, 0.0)
+                    den[p, ys, xs] += np.where(ok, wv, 0.0)
+            for p in range(npol):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    writer.write_plane(np.where(den[p] > 0, num[p] / den[p], np.nan), chan=c, pol=p)
+                if wwriter is not None:
+                    wwriter.write_plane(den[p], chan=c, pol=p)
+            logger.info("linmos channel %d/%d done", c + 1, ref.nchan)
+    noise = tuple(float(np.median(n)) if n else float("nan") for n in noises)
+    return LinmosResult(mosaic=out, weight=weight_out if opts.write_weight else None, noise_jy=noise)
