@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "find_sources",
     "validate",
     "flow",
+    "cluster",
     "server",
     "nb",
 ]

@@ -49,6 +49,9 @@ __all__ = [
     "ClusterSpec",
     "validate_spec",
     "load_cluster_spec",
+    "spec_problems",
+    "spec_file_problems",
+    "resolve_spec_path",
     "example_specs",
     "example_spec_path",
     "valid_cluster_kwargs",
@@ -246,69 +249,89 @@ def _check_bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"must be true or false (got {value!r})"
 
 
-def _check_cluster_kwargs(cls_name: str, kwargs: Any, source: str) -> dict[str, Any]:
+def _kwarg_problem(cls_name: str, key: Any, value: Any, valid: frozenset[str], open_ended: bool) -> str | None:
+    """What is wrong with one ``cluster_kwargs`` entry (``None``: nothing)."""
+    if not isinstance(key, str):
+        return "keyword names must be strings"
+    if key in _RESERVED_KWARGS:
+        return "is set by flint; remove it"
+    if key in RENAMED_KWARGS and cls_name.startswith("dask_jobqueue."):
+        return f"was renamed in dask-jobqueue; use '{RENAMED_KWARGS[key]}'"
+    if key not in valid and not open_ended:
+        hint = _closest(key, valid) or f"; see the parameters of {cls_name}"
+        return f"unknown keyword for {cls_name}{hint}"
+    check = _check_bool if key == "processes" and cls_name in _LOCAL_NAMES else VALUE_CHECKS.get(key)
+    return check(value) if check is not None else None
+
+
+def _cluster_kwargs_problems(cls_name: str, kwargs: Any, source: str) -> tuple[dict[str, Any], list[FlintConfigError]]:
+    """The usable keywords and every problem found (one error each)."""
     if kwargs is None:
-        return {}
+        kwargs = {}
     if not isinstance(kwargs, Mapping):
-        raise _err(source, "cluster_kwargs", f"must be a mapping of keyword: value (got {type(kwargs).__name__})")
+        return {}, [_err(source, "cluster_kwargs", f"must be a mapping of keyword: value (got {type(kwargs).__name__})")]
     valid, open_ended = _class_kwargs(cls_name)
     out: dict[str, Any] = {}
+    problems: list[FlintConfigError] = []
     for key, value in kwargs.items():
-        where = f"cluster_kwargs.{key}"
-        if not isinstance(key, str):
-            raise _err(source, where, "keyword names must be strings")
-        if key in _RESERVED_KWARGS:
-            raise _err(source, where, "is set by flint; remove it")
-        if key in RENAMED_KWARGS and cls_name.startswith("dask_jobqueue."):
-            raise _err(source, where, f"was renamed in dask-jobqueue; use '{RENAMED_KWARGS[key]}'")
-        if key not in valid and not open_ended:
-            hint = _closest(key, valid) or f"; see the parameters of {cls_name}"
-            raise _err(source, where, f"unknown keyword for {cls_name}{hint}")
-        check = VALUE_CHECKS.get(key)
-        if key == "processes" and cls_name in _LOCAL_NAMES:
-            check = _check_bool
-        if check is not None:
-            problem = check(value)
-            if problem:
-                raise _err(source, where, problem)
-        out[key] = list(value) if isinstance(value, tuple) else value
+        problem = _kwarg_problem(cls_name, key, value, valid, open_ended)
+        if problem:
+            problems.append(_err(source, f"cluster_kwargs.{key}", problem))
+        else:
+            out[key] = list(value) if isinstance(value, tuple) else value
     if cls_name.startswith("dask_jobqueue."):
         for needed, example in (("cores", "1"), ("memory", "'4GB'")):
-            if needed not in out:
-                raise _err(source, f"cluster_kwargs.{needed}", f"is required for {cls_name}; add e.g. {needed}: {example}")
+            if needed not in kwargs:
+                problems.append(_err(source, f"cluster_kwargs.{needed}", f"is required for {cls_name}; add e.g. {needed}: {example}"))
     cores, processes = out.get("cores"), out.get("processes")
     if isinstance(cores, int) and isinstance(processes, int) and processes > cores:
-        raise _err(source, "cluster_kwargs.processes", f"{processes} worker processes cannot share {cores} cores; set processes <= cores")
+        problems.append(_err(source, "cluster_kwargs.processes", f"{processes} worker processes cannot share {cores} cores; set processes <= cores"))
+    return out, problems
+
+
+def _check_cluster_kwargs(cls_name: str, kwargs: Any, source: str) -> dict[str, Any]:
+    out, problems = _cluster_kwargs_problems(cls_name, kwargs, source)
+    if problems:
+        raise problems[0]
     return out
 
 
-def _check_adapt(adapt: Any, source: str) -> dict[str, Any] | None:
+def _adapt_problems(adapt: Any, source: str) -> list[FlintConfigError]:
+    """Every problem of an ``adapt_kwargs`` mapping (one error each)."""
     if adapt is None:
-        return None
+        return []
     if not isinstance(adapt, Mapping):
-        raise _err(source, "adapt_kwargs", f"must be a mapping such as {{minimum: 1, maximum: 4}} (got {adapt!r})")
+        return [_err(source, "adapt_kwargs", f"must be a mapping such as {{minimum: 1, maximum: 4}} (got {adapt!r})")]
     from distributed.deploy.adaptive import Adaptive
 
     valid = (_params(Adaptive.__init__)[0] - {"cluster", "worker_key"}) | {
         "minimum_jobs", "maximum_jobs", "minimum_cores", "maximum_cores", "minimum_memory", "maximum_memory",
     }
-    out = dict(adapt)
-    for key in out:
+    problems: list[FlintConfigError] = []
+    for key in adapt:
         if key not in valid:
             hint = _closest(str(key), valid) or f"; valid keys: {', '.join(sorted(valid))}"
-            raise _err(source, f"adapt_kwargs.{key}", f"unknown adaptive-scaling keyword{hint}")
+            problems.append(_err(source, f"adapt_kwargs.{key}", f"unknown adaptive-scaling keyword{hint}"))
     for lo_key, hi_key in _ADAPT_BOUNDS:
+        bad = False
         for key in (lo_key, hi_key):
-            if key in out:
-                problem = check_nonnegative_int(out[key])
-                if problem:
-                    raise _err(source, f"adapt_kwargs.{key}", problem)
-        lo, hi = out.get(lo_key), out.get(hi_key)
-        if lo is not None and hi is not None and lo > hi:
-            raise _err(source, f"adapt_kwargs.{lo_key}", f"{lo_key} ({lo}) is larger than {hi_key} ({hi}); make {lo_key} <= {hi_key}")
-    if out.get("maximum") == 0 or out.get("maximum_jobs") == 0:
-        raise _err(source, "adapt_kwargs.maximum", "a maximum of 0 workers can run nothing; set it to 1 or more")
-    return out
+            problem = check_nonnegative_int(adapt[key]) if key in adapt else None
+            if problem:
+                bad = True
+                problems.append(_err(source, f"adapt_kwargs.{key}", problem))
+        lo, hi = adapt.get(lo_key), adapt.get(hi_key)
+        if not bad and lo is not None and hi is not None and lo > hi:
+            problems.append(_err(source, f"adapt_kwargs.{lo_key}", f"{lo_key} ({lo}) is larger than {hi_key} ({hi}); make {lo_key} <= {hi_key}"))
+    if adapt.get("maximum") == 0 or adapt.get("maximum_jobs") == 0:
+        problems.append(_err(source, "adapt_kwargs.maximum", "a maximum of 0 workers can run nothing; set it to 1 or more"))
+    return problems
+
+
+def _check_adapt(adapt: Any, source: str) -> dict[str, Any] | None:
+    problems = _adapt_problems(adapt, source)
+    if problems:
+        raise problems[0]
+    return None if adapt is None else dict(adapt)
 
 
 def _check_address(address: Any, source: str) -> str:
@@ -373,21 +396,77 @@ def validate_spec(
     return ClusterSpec(cluster_class=cls_name, cluster_kwargs=kwargs, adapt_kwargs=adapt, source=source)
 
 
+def spec_problems(
+    data: Any, *, source: str = "<cluster spec>", allowed_classes: Iterable[str] = ()
+) -> list[str]:
+    """Every problem of a cluster specification, one line each (``[]``: it is valid).
+
+    Unlike :func:`validate_spec`, which stops at the first problem, this goes on where the
+    rest can still be checked (all keywords, all adaptive bounds).
+    """
+    if not isinstance(data, Mapping):
+        try:
+            validate_spec(data, source=source, allowed_classes=allowed_classes)
+        except FlintConfigError as exc:
+            return [str(exc)]
+        return []
+    problems: list[FlintConfigError] = []
+    for key in data:
+        if key not in _TOP_KEYS:
+            hint = _closest(str(key), _TOP_KEYS) or f"; valid keys: {', '.join(_TOP_KEYS)}"
+            problems.append(_err(source, str(key), f"unknown key{hint}"))
+    known = {k: v for k, v in data.items() if k in _TOP_KEYS}
+    if known.get("address") is not None or known.get("cluster_class") is None:
+        try:
+            validate_spec(known, source=source, allowed_classes=allowed_classes)
+        except FlintConfigError as exc:
+            problems.append(exc)
+        return [str(p) for p in problems]
+    try:
+        cls_name = _check_class(known["cluster_class"], source, allowed_classes)
+    except FlintConfigError as exc:
+        problems.append(exc)  # keywords cannot be checked without the class
+    else:
+        problems += _cluster_kwargs_problems(cls_name, known.get("cluster_kwargs"), source)[1]
+    problems += _adapt_problems(known.get("adapt_kwargs"), source)
+    return [str(p) for p in problems]
+
+
 def load_cluster_spec(path: str | os.PathLike[str], *, allowed_classes: Iterable[str] = ()) -> ClusterSpec:
     """Read and validate a cluster YAML file (``yaml.safe_load`` only).
 
     ``path`` may also name a packaged example (``"local"``, ``"slurm"``).
     """
+    p = resolve_spec_path(path)
+    return validate_spec(_read_spec_file(p), source=str(p), allowed_classes=allowed_classes)
+
+
+def resolve_spec_path(path: str | os.PathLike[str]) -> Path:
+    """The file ``path`` names: itself, or a packaged example (``"local"``, ``"slurm"``)."""
     p = Path(path)
     if not p.exists() and not p.suffix and (_EXAMPLES_DIR / f"{p.name}.yaml").exists():
         p = _EXAMPLES_DIR / f"{p.name}.yaml"
     if not p.is_file():
         examples = ", ".join(example_specs())
         raise FlintConfigError(f"{p}: cluster spec file not found; give a YAML file path or a packaged example ({examples})")
+    return p
+
+
+def spec_file_problems(path: str | os.PathLike[str], *, allowed_classes: Iterable[str] = ()) -> list[str]:
+    """Every problem of the cluster YAML file ``path``, one line each (``[]``: it is valid)."""
+    try:
+        p = resolve_spec_path(path)
+        data = _read_spec_file(p)
+    except FlintConfigError as exc:
+        return [str(exc)]
+    return spec_problems(data, source=str(p), allowed_classes=allowed_classes)
+
+
+def _read_spec_file(p: Path) -> Any:
     data = load_yaml_file(p)
     if data is None:
         raise FlintConfigError(f"{p}: the file is empty; give at least 'cluster_class: distributed.LocalCluster'")
-    return validate_spec(data, source=str(p), allowed_classes=allowed_classes)
+    return data
 
 
 def example_specs() -> list[str]:
