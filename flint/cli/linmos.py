@@ -18,8 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         help="mosaic beam images with primary-beam weighting",
         description=(
             "Co-add beam images onto one sky grid: sum(w I/PB)/sum(w) with w = PB^2/sigma^2, "
-            "a Gaussian primary beam centred on each image's reference direction. Writes the "
-            "mosaic and its weight (inverse-variance) image."
+            "a Gaussian primary beam centred on each image's reference direction (or, with "
+            "--pb-cube, an ASKAP holography beam cube, removing the Stokes-I leakage into Q/U/V). "
+            "Writes the mosaic and its weight (inverse-variance) image. Cubes are mosaicked "
+            "channel by channel with bounded memory, keeping their BEAMS table."
         ),
     )
     p.add_argument("images", type=Path, nargs="+", help="beam images (convolve them to a common beam first)")
