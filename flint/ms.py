@@ -403,7 +403,7 @@ def _data_warnings(tab: Any, path: Path, cols: list[str], cross: np.ndarray, fla
             bad += int(np.count_nonzero(~np.isfinite(data)))
             total += data.size
         if bad:
-            out.append(f"{path}: {bad} of {total} DATA samples ({100 * bad / max(total, 1):.2f} %) are NaN/inf; run `flint flag` to flag them")
+            out.append(f"{path}: {bad} of {total} DATA samples ({100 * bad / max(total, 1):.2g} %) are NaN/inf; run `flint flag` to flag them")
     if flagged >= 1.0:
         out.append(f"{path}: every visibility is flagged; nothing can be calibrated or imaged")
     return out
