@@ -137,6 +137,14 @@ def read_beam(source: str | os.PathLike[str] | Header | Image) -> Beam:
     else:
         header, where = source, "header"
     missing = [k for k in ("BMAJ", "BMIN") if k not in header]
+    if missing and header.get("CASAMBM") and isinstance(source, Image | str | os.PathLike):
+        # a single-plane CASA/ASKAP image keeps its beam in a one-row BEAMS table
+        from flint.cubes import read_cube_info
+
+        table = read_cube_info(where).beams
+        beam = table.beam(0, 0) if table is not None and (table.nchan, table.npol) == (1, 1) else None
+        if beam is not None:
+            return beam
     if missing:
         raise FlintImageError(
             f"{where}: no restoring beam ({', '.join(missing)} keywords missing); "
