@@ -9,13 +9,22 @@
 Catalogue columns follow aegean's: ``ra, dec`` (deg), ``err_ra, err_dec`` (deg),
 ``peak_flux`` (Jy/beam), ``int_flux`` (Jy), their errors, ``local_rms``, ``background``,
 ``a, b`` (arcsec, FWHM), ``pa`` (deg), ``flags``, plus ``island``, ``source`` and ``snr``.
+
+Reproducibility: the same image gives the same catalogue, byte for byte. aegean's
+least-squares fits go through numpy's BLAS, whose sums depend on the number of BLAS
+threads (and, in a long-lived process, on where the heap happens to place each island's
+arrays); a faint, ill-conditioned fit can amplify those last-bit differences to percent
+level. So by default BANE + aegean run in a fresh Python process (``isolate``) with a
+fixed hash seed and ``blas_threads`` (1) BLAS threads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import types
 import warnings
@@ -26,10 +35,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from flint.errors import FlintImageError
+from flint.errors import FlintCommandError, FlintImageError
 from flint.images import JY_PER_BEAM, read_beam, read_header
 from flint.io import atomic_path
 from flint.options import BaseOptions
+from flint.runner import run_command
 
 __all__ = ["SourceFindingOptions", "SourceFindingResult", "run_source_finding", "CATALOGUE_COLUMNS"]
 
@@ -58,6 +68,12 @@ class SourceFindingOptions(BaseOptions):
     """Fit at most this many components per island."""
     cores: int = Field(default=1, ge=1)
     """Processes BANE and aegean may use."""
+    blas_threads: int = Field(default=1, ge=1)
+    """Threads numpy's BLAS may use in the fits. The catalogue depends on it (BLAS splits its
+    sums by thread); keep it fixed (1) for run-to-run identical catalogues."""
+    isolate: bool = True
+    """Run BANE and aegean in a fresh Python process, so the catalogue does not depend on
+    what ran before in this one (identical images give identical catalogues)."""
     keep_maps: bool = True
     """Keep the BANE background and noise maps."""
 
@@ -169,6 +185,36 @@ def run_source_finding(
     opts = options or SourceFindingOptions()
     image = Path(image)
     naxis = _check_image(image)
+    if opts.isolate:
+        return _run_isolated(image, opts)
+    from threadpoolctl import threadpool_limits  # with AegeanTools (via scikit-learn)
+
+    with threadpool_limits(limits=opts.blas_threads, user_api="blas"):
+        return _find(image, opts, naxis)
+
+
+def _run_isolated(image: Path, opts: SourceFindingOptions) -> SourceFindingResult:
+    """:func:`run_source_finding` in a fresh interpreter (``python -m flint.source_finding``)."""
+    threads = str(opts.blas_threads)
+    env = {"PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    child = opts.with_options(isolate=False).model_dump_json()
+    try:
+        out = run_command([sys.executable, "-m", "flint.source_finding", os.fspath(image.absolute()), child], env=env)
+    except FlintCommandError as exc:
+        last = [line for line in exc.stderr_tail.splitlines() if line.strip()][-1:] or ["no output"]
+        raise FlintImageError(f"{image}: source finding failed ({last[0].strip()})") from None
+    result = json.loads(out.strip().splitlines()[-1])
+    return SourceFindingResult(
+        image=image,
+        catalogue=Path(result["catalogue"]),
+        catalogue_fits=Path(result["catalogue_fits"]),
+        rms=Path(result["rms"]) if result["rms"] else None,
+        bkg=Path(result["bkg"]) if result["bkg"] else None,
+        n_components=int(result["n_components"]),
+    )
+
+
+def _find(image: Path, opts: SourceFindingOptions, naxis: int) -> SourceFindingResult:
     BANE, SourceFinder = _import_aegean()
     stem = _stem(image)
     out_dir = image.parent
@@ -221,3 +267,17 @@ def run_source_finding(
         bkg=finals["bkg"] if opts.keep_maps else None,
         n_components=len(table),
     )
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m flint.source_finding IMAGE OPTIONS_JSON``: one run, its result as JSON."""
+    image, options = argv
+    logging.basicConfig(level=logging.WARNING)
+    r = run_source_finding(image, SourceFindingOptions.model_validate_json(options))
+    fields = {"catalogue": r.catalogue, "catalogue_fits": r.catalogue_fits, "rms": r.rms, "bkg": r.bkg}
+    print(json.dumps({k: os.fspath(v) if v else None for k, v in fields.items()} | {"n_components": r.n_components}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run by _run_isolated in a child process
+    sys.exit(_main(sys.argv[1:]))

@@ -135,7 +135,7 @@ class Strategy:
     def raw_options(self, tool: str, round: int) -> dict[str, Any]:
         """Merged option values of ``tool`` in ``round`` (defaults, then the round's)."""
         if round < 0 or round > self.n_rounds:
-            raise FlintConfigError(f"{self.source}: round {round} is outside 0..{self.n_rounds}")
+            raise FlintConfigError(f"{self.source}: round {round} is outside 0..{self.n_rounds}; choose --round between 0 and {self.n_rounds}")
         merged = dict(self.defaults.get(tool, {}))
         merged.update(self.overrides.get(round, {}).get(tool, {}))
         return copy.deepcopy(merged)

@@ -8,9 +8,12 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from pydantic import ValidationError
+
+from flint.errors import FlintOptionsError
 from flint.options import BaseOptions
 
-__all__ = ["add_options_arguments", "options_from_args"]
+__all__ = ["add_options_arguments", "options_from_args", "flag_error", "build_options"]
 
 
 def _dest(prefix: str, name: str) -> str:
@@ -67,15 +70,43 @@ def add_options_arguments(
             group.add_argument(flag, dest=dest, default=None, help=help_text)
 
 
+def flag_error(exc: ValidationError, prefix: str = "", flags: dict[str, str] | None = None) -> FlintOptionsError:
+    """A pydantic error as one line naming the CLI flags (``--n-beams: ...``), not the fields.
+
+    ``flags`` maps a field to its flag where the flag is not ``--<prefix><field>``.
+    """
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ())]
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        inp = err.get("input")
+        shown = "" if isinstance(inp, dict) else f" (got {inp!r})"
+        if loc:
+            name = loc[0]
+            flag = (flags or {}).get(name) or "--" + (prefix + name).replace("_", "-")
+            parts.append(f"{flag}: {msg}{shown}")
+        else:  # a check across fields: its message names the flags
+            parts.append(msg)
+    return FlintOptionsError("; ".join(parts))
+
+
+def build_options(model: type[BaseOptions], values: dict[str, Any], prefix: str = "", flags: dict[str, str] | None = None) -> Any:
+    """``model(**values)``; a bad value raises :class:`FlintOptionsError` naming its CLI flag."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise flag_error(exc, prefix, flags) from None
+
+
 def options_from_args(
     args: argparse.Namespace, model: type[BaseOptions], prefix: str = "", base: BaseOptions | None = None
 ) -> Any:
-    """Build ``model`` from the parsed arguments (validated; bad values raise FlintOptionsError)."""
+    """Build ``model`` from the parsed arguments (validated; bad values raise FlintOptionsError
+    naming the ``--flag``)."""
     given = {}
     for name in model.model_fields:
         value = getattr(args, _dest(prefix, name), None)
         if value is not None:
             given[name] = value
-    if base is not None:
-        return base.with_options(**given)
-    return model.create(**given)
+    values = {**base.model_dump(), **given} if base is not None else given
+    return build_options(model, values, prefix)

@@ -9,6 +9,9 @@
 Both flows run through Prefect on one Dask cluster (the packaged ``local`` cluster YAML
 unless ``--cluster-config`` names another) and one temporary Prefect server, kept warm
 between the two flows (:class:`flint.prefect.warm.WarmSession`).
+
+Every input (simulation options, strategy file, cluster YAML, output folder) is checked
+before anything is simulated or started.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
+
+from flint.cli._options import build_options
 
 __all__ = ["register"]
 
@@ -54,12 +60,28 @@ def _done(t0: float) -> None:
     print(f"   done in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def _check_inputs(args: argparse.Namespace) -> Any:
+    """Check the strategy, the cluster YAML and the output folder; return the cluster spec."""
+    from flint.errors import FlintInputError
+
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise FlintInputError(f"{args.out_dir}: exists and is not a folder; give another OUT_DIR")
+    if args.simulate_only:
+        return None
+    from flint.prefect.clusters import load_cluster_spec  # no Prefect import
+    from flint.strategy import load_strategy
+
+    load_strategy(args.strategy)
+    return load_cluster_spec(args.cluster_config)
+
+
 def run(args: argparse.Namespace) -> int:
     from flint.ms import summarise
     from flint.sim import SimOptions, simulate_bandpass, simulate_field
 
     out: Path = args.out_dir.absolute()
-    opts = SimOptions.create(seed=args.seed, n_beams=args.n_beams)
+    opts = build_options(SimOptions, {"seed": args.seed, "n_beams": args.n_beams})
+    cluster = _check_inputs(args)  # before anything is simulated or started
     data = out / "data"
 
     t0 = _stage(f"simulating PKS B1934-638 and a {opts.n_beams}-beam field in {data}")
@@ -72,10 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     # flint.prefect is imported here only: the rest of the CLI does not need Prefect
     from flint.cli.flow import print_products
-    from flint.prefect.running import resolve_cluster
     from flint.prefect.warm import WarmSession
 
-    cluster = resolve_cluster(args.cluster_config)  # checked before anything runs
     strategy = None if args.strategy is None else str(args.strategy)
 
     with WarmSession(cluster) as session:

@@ -241,7 +241,7 @@ def _check_class(name: Any, source: str, allowed_classes: Iterable[str]) -> str:
         source,
         "cluster_class",
         f"{name!r} is not an allowed Dask cluster class{hint or '.'} Allowed: {', '.join(allowed)} "
-        f"(add others with the allowed_classes option or {ALLOWED_CLASSES_ENV})",
+        f"(add others to ${ALLOWED_CLASSES_ENV}, comma separated)",
     )
 
 
