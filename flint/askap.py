@@ -148,8 +148,9 @@ class PreprocessOptions(BaseOptions):
     """Write a preprocessed copy here (atomically) instead of working in place."""
     overwrite: bool = False
     """Replace an existing ``output_ms``."""
-    chunk_rows: int = Field(default=10000, ge=1)
-    """Rows fixms reads, rotates and writes at a time (bounds the memory used)."""
+    chunk_rows: int = Field(default=2000, ge=1)
+    """Rows fixms reads, rotates and writes at a time: memory is bounded by this, not by the MS
+    (measured: 1000 rows of 288 channels -> 179 MB peak RSS on a 184 MB MS, 108 MB of it imports)."""
     fix_stokes_factor: bool = True
     """Undo ASKAPsoft's I = XX + YY normalisation (fixms's default; leave on for ASKAP data)."""
 

@@ -133,7 +133,7 @@ class _Interrupt:
         self.calls += 1
         if self.calls == self.n:
             raise KeyboardInterrupt
-        return self.real(*a, **kw)  # type: ignore[arg-type]
+        return self.real(*a, **kw)
 
 
 def test_interrupted_in_place_keeps_raw_data_and_rerun_completes(
