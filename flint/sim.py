@@ -16,7 +16,10 @@ noise and optionally RFI, and write the truth beside the data:
     (bandpass x phase drift), ``times`` (MJD s), ``freqs_hz``, ``beams``, and
     ``rfi_mask_beamNN[row, chan]`` where RFI was injected
 
-Same options and seed give the same bytes.
+Same options and seed give the same bytes. The Measurement Sets are in the sky frame and
+say so (main-table keyword ``FLINT_FRAME = "sky"``, the rule of :mod:`flint.askap`).
+``SimOptions(askap_raw=True)`` writes what the ASKAP correlator writes instead (raw,
+instrument frame, 36-field calibrator MSs; see :mod:`flint._sim_askap`).
 """
 
 from __future__ import annotations

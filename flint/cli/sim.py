@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         description=(
             "Write Measurement Sets of PKS B1934-638 (one per beam) and of a science field "
             "of random point sources (one per beam), corrupted by known antenna gains and "
-            "noise, with the truth (sky catalogue, gains) written beside them."
+            "noise, with the truth (sky catalogue, gains) written beside them. With "
+            "--askap-raw, write them as the ASKAP correlator does (boresight FIELD, "
+            "FEED.BEAM_OFFSET, instrument frame, 36-field calibrator MSs): run "
+            "'flint ms preprocess' on them before calibrating or imaging."
         ),
     )
     p.add_argument("out_dir", type=Path, help="folder to write into (created if needed)")
