@@ -144,4 +144,4 @@ def test_cli_end_to_end(sim_bandpass: SimResult, sim_field: SimResult, tmp_path:
     assert main(["-q", "calibrate", "selfcal", str(sci.path)]) == 1
     assert "has no MODEL_DATA column" in capsys.readouterr().err
     assert main(["-q", "calibrate", "selfcal", str(sci.path), "--min-snr", "-1"]) == 1
-    assert "min_snr" in capsys.readouterr().err
+    assert "--min-snr" in capsys.readouterr().err
