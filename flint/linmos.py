@@ -489,8 +489,9 @@ def _run_linmos_cube(paths: list[Path], opts: LinmosOptions, output: str | os.Pa
                     with np.errstate(divide="ignore", invalid="ignore"):
                         corrected = np.where(use, plane / pb, np.nan)
                     weight = np.where(use, pb**2 / sigma**2, 0.0)
-                    val, _ = reproject_interp((corrected, item.info.wcs), sub_wcs, shape_out=sub_shape, roundtrip_coords=False)
-                    wv, _ = reproject_interp((weight, item.info.wcs), sub_wcs, shape_out=sub_shape, roundtrip_coords=False)
+                    # value and weight in one call (reproject broadcasts leading axes): one pixel mapping
+                    both, _ = reproject_interp((np.stack([corrected, weight]), item.info.wcs), sub_wcs, shape_out=sub_shape, roundtrip_coords=False)
+                    val, wv = both[0], both[1]
                     ok = np.isfinite(val) & np.isfinite(wv) & (wv > 0)
                     num[p, ys, xs] += np.where(ok, val * wv, 0.0)
                     den[p, ys, xs] += np.where(ok, wv, 0.0)
