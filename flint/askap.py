@@ -256,21 +256,31 @@ def _undo_interrupted(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
+def _stdout_to_stderr(discard: bool = False) -> Iterator[None]:
     """fixms's HISTORY writes make casacore print to the C-level stdout; keep stdout clean."""
     sys.stdout.flush()
     saved = os.dup(1)
+    target = os.open(os.devnull, os.O_WRONLY) if discard else os.dup(2)
     try:
-        os.dup2(2, 1)
+        os.dup2(target, 1)
         yield
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+        os.close(target)
 
 
 def _preprocess_in_place(path: Path, opts: PreprocessOptions) -> float:
-    with _stdout_to_stderr():
+    import fixms.fix_ms_corrs
+    import fixms.fix_ms_dir  # noqa: F401  (both set fixms's logger to INFO on import)
+    from fixms.logger import logger as fixms_logger
+
+    # fixms logs (and shows its tqdm progress bar) through its own handler at INFO: follow
+    # flint's verbosity (``flint -q`` quiets it, and casacore's chatter about HISTORY)
+    quiet = logger.getEffectiveLevel() > logging.INFO
+    fixms_logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    with _stdout_to_stderr(quiet):
         return _run_fixms(path, opts)
 
 
