@@ -184,3 +184,24 @@ def test_linmos_cube_equals_the_single_plane_mosaic(tmp_path: Path) -> None:
             fx, fy = (int(round(float(v))) for v in flat_wcs.world_to_pixel_values(ra, dec))
             for c in range(2):
                 assert b.plane(c)[y, x] == pytest.approx(flat_plane[fy, fx], rel=1e-4, abs=1e-6)
+
+
+def test_linmos_cube_without_beam_is_one_line_and_inputs_untouched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    east, north = _offsets()
+    paths = []
+    for k, (ra, dec) in enumerate(CENTRES):
+        data = np.stack([gaussian_pb(np.hypot(east, north), f)[None] for f in (887e6, 888e6)])
+        paths.append(write_cube(tmp_path / f"SB9.FIELD.beam{k:02d}.cube.fits", data, cube_header(N, PIX_DEG * 3600, [887e6, 888e6], ra=ra, dec=dec), None))
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert main(["linmos", *map(str, paths), "-o", str(tmp_path / "m.fits")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "SB9.FIELD.beam00.cube.fits" in err[0] and "--input-beam" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # nothing half-written
+    # convolved with the beam given, the same cubes mosaic; the inputs are never modified
+    assert main(["convol", *map(str, paths), "--input-beam", "20", "20", "0", "--out-dir", str(tmp_path / "conv")]) == 0
+    conv = sorted((tmp_path / "conv").glob("*.conv.fits"))
+    assert main(["linmos", *map(str, conv), "-o", str(tmp_path / "m.fits")]) == 0
+    assert read_cube_info(tmp_path / "m.fits").nchan == 2
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths] == digest

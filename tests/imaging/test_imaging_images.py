@@ -73,6 +73,11 @@ def test_convol_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(FlintImageError, match="no such FITS image"):
         run_convol([tmp_path / "missing.fits"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.fits", "nobeam.fits", "perpix.fits"]
+    # the beam an image lacks can be given: a 20" x 10" source convolved to 30" x 30"
+    given = run_convol([nobeam], ConvolOptions(input_beam=(20.0, 10.0, 30.0), target_beam=(30.0, 30.0, 0.0), out_dir=tmp_path / "o"))
+    maj, mn, _, peak = fit_beam(read_image(given.images[0]).data, PIX)
+    assert maj == pytest.approx(30, rel=0.01) and mn == pytest.approx(30, rel=0.01) and peak == pytest.approx(1.5, rel=0.01)
+    assert "BMAJ" not in read_image(nobeam).header
 
 
 # --------------------------------------------------------------------------- linmos
