@@ -11,8 +11,11 @@ replacement. Expected:
   running is rerun once;
 * the products are the same files as the undisturbed run (shared with
   test_prefect_flows.py): identical pixels and self-cal solutions (wsclean runs with one
-  thread in the test strategy, which makes it reproducible), the same catalogue (to
-  aegean's own run-to-run reproducibility, see :func:`_assert_same_table`).
+  thread in the test strategy, which makes it reproducible) and the same catalogue, byte
+  for byte: flint runs BANE + aegean in a fresh process with one BLAS thread, so identical
+  images give identical catalogues (tests/test_hardening_source_finding.py). This test
+  once failed under load with aegean's peak_flux 1.1 % apart on identical images, when
+  the fits ran inside the worker process and the comparison allowed 1 %.
 """
 
 from __future__ import annotations
@@ -135,41 +138,21 @@ def test_worker_killed_mid_flow(sim_bandpass: SimResult, sim_field: SimResult, t
                 assert np.array_equal(a, b, equal_nan=True), f"{name}: pixels differ"
         elif name.endswith(".bin"):  # self-cal solutions
             assert mine[name].read_bytes() == path.read_bytes(), name
-        elif name.endswith(".csv"):  # catalogue, matches, validation summary
-            _assert_same_table(mine[name], path, {os.fspath(out): "<out>", os.fspath(reference["out"]): "<out>"})
+        elif name.endswith(".csv"):  # catalogue, matches, validation summary: the same text
+            _assert_same_text(mine[name], path, {os.fspath(out): "<out>", os.fspath(reference["out"]): "<out>"})
     ref_val = reference["products"]["validation"]
-    for key in ("n_reference", "n_found", "completeness", "n_flux"):
+    for key in ("n_reference", "n_found", "completeness", "n_flux", "flux_ratio_median", "ra_offset_arcsec", "dec_offset_arcsec"):
         assert products["validation"][key] == ref_val[key], key
-    for key in ("flux_ratio_median", "ra_offset_arcsec", "dec_offset_arcsec"):
-        assert products["validation"][key] == pytest.approx(ref_val[key], rel=1e-2, abs=0.02), key
 
 
-def _assert_same_table(a: Path, b: Path, paths: dict[str, str]) -> None:
-    """Same columns, rows and text; numbers equal to aegean's run-to-run reproducibility.
-
-    aegean's least-squares fit of a faint (SNR ~6) component on bit-identical images
-    differed by 3e-4 in flux and 0.02" in position between two runs here (and its error
-    columns between NaN and -1), so numbers are compared to 1 % / 0.1", errors not at all.
-    """
-    import csv
-    import math
-
-    def rows(p: Path) -> list[dict[str, str]]:
+def _assert_same_text(a: Path, b: Path, paths: dict[str, str]) -> None:
+    """The same file text once the run folders are named alike; the first differing line if not."""
+    def lines(p: Path) -> list[str]:
         text = p.read_text()
         for old, new in paths.items():
             text = text.replace(old, new)
-        return list(csv.DictReader(text.splitlines()))
+        return text.splitlines()
 
-    ra, rb = rows(a), rows(b)
-    assert len(ra) == len(rb), f"{a.name}: {len(ra)} rows vs {len(rb)}"
-    for x, y in zip(ra, rb, strict=True):
-        assert list(x) == list(y), a.name
-        for col in x:
-            if x[col] == y[col] or col.startswith("err_"):
-                continue
-            try:
-                u, v = float(x[col]), float(y[col])
-            except ValueError:
-                raise AssertionError(f"{a.name} {col}: {x[col]!r} != {y[col]!r}") from None
-            tol = 3e-5 if col in ("ra", "dec") or col.endswith(("ra_deg", "dec_deg")) else 0.1 if col.endswith("arcsec") else 0.0
-            assert math.isclose(u, v, rel_tol=1e-2, abs_tol=tol or 1e-6) or (math.isnan(u) and math.isnan(v)), f"{a.name} {col}: {u} vs {v}"
+    la, lb = lines(a), lines(b)
+    diff = next((i for i, (x, y) in enumerate(zip(la, lb, strict=False)) if x != y), None)
+    assert diff is None and len(la) == len(lb), f"{a.name} line {diff}: {la[diff] if diff is not None else len(la)} vs {lb[diff] if diff is not None else len(lb)}"
