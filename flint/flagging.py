@@ -99,7 +99,7 @@ def _load_strategy(path: Path) -> tuple[Any, Any]:
     import aoflagger
 
     if not path.is_file():
-        raise FlintInputError(f"{path}: no such AOFlagger strategy file; give a .lua strategy or leave it unset")
+        raise FlintInputError(f"{path}: no such AOFlagger strategy file; give a .lua file to --strategy or leave it out")
     flagger = aoflagger.AOFlagger()
     try:
         strategy = flagger.load_strategy_file(str(path))
@@ -198,7 +198,7 @@ def _antenna_ids(layout: MSLayout, antennas: tuple[str, ...]) -> set[int]:
             ids.add(lower.index(a.lower()))
         else:
             raise FlintOptionsError(
-                f"FlagOptions.antennas: {a!r} is not an antenna of {layout.path} "
+                f"--antennas: {a!r} is not an antenna of {layout.path} "
                 f"(names: {', '.join(layout.antennas)}; or indices 0..{layout.n_antennas - 1})"
             )
     return ids
@@ -254,7 +254,7 @@ def run_flagging(ms: MS | str | os.PathLike[str], options: FlagOptions | None = 
         flagger, strategy = _load_strategy(strategy_path)
     nc = layout.n_channels
     if 2 * opts.edge_channels >= nc and opts.edge_channels > 0:
-        raise FlintOptionsError(f"FlagOptions.edge_channels={opts.edge_channels} would flag all {nc} channels of {ms.path}")
+        raise FlintOptionsError(f"--edge-channels {opts.edge_channels} would flag all {nc} channels of {ms.path}; give fewer")
     need_data = opts.aoflagger or opts.flag_nan_zero
     before = after = total = 0
     with open_table(ms.path, mode="rw") as tab:

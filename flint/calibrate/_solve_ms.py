@@ -76,11 +76,11 @@ def resolve_antenna(layout: MSLayout, ant: int | str) -> int:
     if isinstance(ant, int) or (isinstance(ant, str) and ant.isdigit()):
         idx = int(ant)
         if not 0 <= idx < layout.n_antennas:
-            raise FlintOptionsError(f"antenna index {idx} is out of range 0..{layout.n_antennas - 1} for {layout.path}")
+            raise FlintOptionsError(f"--ref-antenna {idx} is out of range 0..{layout.n_antennas - 1} for {layout.path}")
         return idx
     names = [n.lower() for n in layout.antennas]
     if ant.lower() not in names:
-        raise FlintOptionsError(f"antenna {ant!r} is not in {layout.path} (antennas: {', '.join(layout.antennas)})")
+        raise FlintOptionsError(f"--ref-antenna: antenna {ant!r} is not in {layout.path} (antennas: {', '.join(layout.antennas)})")
     return names.index(ant.lower())
 
 
@@ -184,7 +184,7 @@ def solve_ms(layout: MSLayout, spec: SolveSpec) -> SolveOutcome:
     if not np.any(eq.N > 0):
         raise FlintCalibrationError(
             f"{layout.path}: every visibility of {spec.column} is flagged or outside the uv-range; "
-            "nothing to solve (check the flags with 'flint ms summary' and the uv-range options)"
+            "nothing to solve (check the flags with 'flint ms summary' and --uv-min-lambda/--uv-max-lambda)"
         )
     gains, converged, n_iter = _solver.stefcal(eq.A, eq.B, phase_only=spec.phase_only, max_iter=spec.max_iter, tol=spec.tol)
     n_not_conv = int(np.sum(~converged & (eq.B.sum(axis=(-1, -2)) > 0)))
