@@ -190,10 +190,14 @@ def _pick(tab: Any, names: tuple[str, ...], explicit: str | None, path: Path, wh
 
 
 def _filled(col: Any) -> NDArray[Any]:
+    """The column's values: masked numbers as NaN, masked strings empty, bytes decoded."""
     data = col
     if hasattr(col, "filled") and getattr(col, "mask", None) is not None and np.any(col.mask):
         data = col.filled(np.nan) if _is_numeric(col) else col.filled("")
-    return np.asarray(data)
+    arr = np.asarray(data)
+    if arr.dtype.kind == "S":
+        arr = np.char.decode(arr, "ascii", errors="replace")
+    return arr
 
 
 def _unit_of(col: Any) -> Any:

@@ -156,14 +156,14 @@ def inner_noise(image: Image | None, rms: Image | None, weight: Image | None, fr
         where = "BANE rms map"
         if weight is not None:
             vals = vals[inner_mask(weight, rms, fraction)]
-            where += f", inner region (weight >= {fraction:g} x peak)"
+            where += f", inner: weight >= {fraction:g} x peak"
         else:
             where += ", whole image"
         vals = vals[np.isfinite(vals) & (vals > 0)]
         return (float(np.median(vals)) if vals.size else float("nan")), where
     if image is not None:
         if weight is not None:
-            return robust_rms(image.data[inner_mask(weight, image, fraction)]), f"image pixels (robust), inner region (weight >= {fraction:g} x peak)"
+            return robust_rms(image.data[inner_mask(weight, image, fraction)]), f"image pixels (robust), inner: weight >= {fraction:g} x peak"
         return robust_rms(image.data), "image pixels (robust), whole image"
     return float("nan"), "none"
 
