@@ -376,10 +376,8 @@ def _wsclean_products(name: Path, options: WSCleanOptions) -> dict[str, Path]:
 # --------------------------------------------------------------------------- input checks
 def _require_sky_frame(ms: MS) -> None:
     """Refuse a raw (instrument-frame) ASKAP MS: it must be preprocessed first."""
-    try:
-        from flint.askap import require_sky_frame
-    except ImportError:  # pragma: no cover - the preprocessing module is optional
-        return
+    from flint.askap import require_sky_frame
+
     require_sky_frame(ms, "flint image")
 
 

@@ -142,3 +142,14 @@ def test_interrupted_runner_kills_the_child_group(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_raw_askap_ms_is_refused_until_preprocessed(tmp_path: Path) -> None:
+    """The frame rule: a raw (instrument-frame) ASKAP MS stops with the preprocessing step to run."""
+    from flint.sim import SimOptions, simulate_field
+
+    raw = simulate_field(tmp_path / "raw", SimOptions(n_beams=1, n_times=4, n_channels=4, askap_raw=True)).ms_paths[0]
+    rc, _, err = cli("image", str(raw), "--niter", "0", "--size", "128", "--out-dir", str(tmp_path / "img"))
+    assert rc == 1 and err.count("\n") == 1
+    assert f"run `flint ms preprocess {raw}` first" in err
+    assert not (tmp_path / "img").exists()
