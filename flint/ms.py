@@ -311,8 +311,11 @@ def flagged_fraction(tab: Any, chunk: int = 20000) -> float:
     return flagged / total if total else 0.0
 
 
-def summarise(ms: MS | str | os.PathLike[str]) -> MSSummary:
+def summarise(ms: MS | str | os.PathLike[str], check_data: bool = True) -> MSSummary:
     """Summarise a Measurement Set.
+
+    With ``check_data`` (default) ``DATA`` and ``UVW`` are read through once more to fill
+    :attr:`MSSummary.warnings` (NaN visibilities, all-zero UVW, no DATA column).
 
     Raises
     ------
@@ -333,7 +336,7 @@ def summarise(ms: MS | str | os.PathLike[str]) -> MSSummary:
         frac = flagged_fraction(tab)
         n_rows = tab.nrows()
         dcols = [c for c in cols if c in _DATA_LIKE or c.endswith("_DATA")]
-        warnings = _data_warnings(tab, ms.path, cols, a1 != a2, frac)
+        warnings = _data_warnings(tab, ms.path, cols, a1 != a2, frac) if check_data else []
     with open_table(ms.path, subtable="ANTENNA") as t:
         antennas = list(t.getcol("NAME"))
     with open_table(ms.path, subtable="SPECTRAL_WINDOW") as t:

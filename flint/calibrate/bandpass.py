@@ -205,7 +205,7 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
         outcome = solve_ms(layout, spec)
     write_solutions(out_path, outcome.solutions)
     plot = plot_solutions(out_path) if opts.plot else None
-    frac = summarise(work).flagged_fraction
+    frac = summarise(work, check_data=False).flagged_fraction
     n_flag = int(outcome.solutions.flagged.sum())
     logger.info("%s: bandpass -> %s (%d flagged solutions, %.2f%% data flagged)", ms.path, out_path, n_flag, 100 * frac)
     return BandpassResult(

@@ -137,7 +137,7 @@ def _read_calparameters(path: Path, beam: int | None) -> LoadedSolutions:
         if n_beams != 1:
             raise FlintInputError(
                 f"{path}: ASKAP calparameters table holds {n_beams} beams and the beam of the data is unknown; "
-                "give a Measurement Set whose FEED/name records its beam (or --beam)"
+                "apply it to an MS that records its beam (FEED.BEAM_ID or ...beamNN... in its name), or plot with --beam"
             )
         beam = 0
     if not 0 <= beam < n_beams:

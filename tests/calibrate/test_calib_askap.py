@@ -226,6 +226,19 @@ def test_calparameters_table_applies_like_the_ao_file(sim_field: SimResult, tmp_
         np.testing.assert_allclose(tab.getcol("CORRECTED_DATA")[:, :, 0], expect, rtol=1e-4)
 
 
+def test_calparameters_plot_needs_a_beam(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(13)
+    bp = _gains(rng, (3, 6, 8))
+    table = write_calparameters(tmp_path / "calparameters.tab", bp, np.ones(bp.shape, dtype=bool))
+    assert main(["-q", "calibrate", "plot", str(table)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds 3 beams" in err and "--beam" in err
+    assert main(["-q", "calibrate", "plot", str(table), "--beam", "2"]) == 0
+    assert (tmp_path / "calparameters.beam02.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["-q", "calibrate", "plot", str(table), "--beam", "3"]) == 1
+    assert "holds beams 0..2; the data are beam 3" in capsys.readouterr().err
+
+
 def test_casa_bandpass_caltable_applies_like_the_ao_file(sim_field: SimResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(12)
     g = _gains(rng, (36, 12, 2))
