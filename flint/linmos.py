@@ -115,7 +115,8 @@ class LinmosResult:
     mosaic: Path
     weight: Path | None
     noise_jy: tuple[float, ...]
-    """Robust noise of each input image (Jy/beam), in input order."""
+    """Robust noise of each input image (Jy/beam), in input order; for cubes the median over
+    its channels' Stokes-I (else first Stokes) planes."""
 
 
 def primary_beam_image(image: Image, options: LinmosOptions, freq_hz: float) -> NDArray[np.float64]:
