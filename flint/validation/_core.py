@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flint.errors import FlintInputError
 from flint.images import Image, image_frequency_hz, read_image
@@ -95,6 +95,17 @@ class ValidationOptions(BaseOptions):
     """Image frequency (Hz); ``None``: from the image header."""
     prefix: str | None = None
     """Name prefix of the outputs (``None``: the catalogue's name without ``.comp``)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ValidationOptions:
+        for name, value in self:
+            vals = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in vals):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number (got {value})")
+        edges = self.snr_bins
+        if not edges or edges[0] <= 0 or any(b <= a for a, b in zip(edges[:-1], edges[1:], strict=True)):
+            raise ValueError(f"--snr-bins must be increasing positive edges, e.g. 5 7 10 20 (got {' '.join(f'{e:g}' for e in edges)})")
+        return self
 
 
 @dataclass(frozen=True)

@@ -200,3 +200,6 @@ def test_unknown_frequency_and_unit_name_their_flags(field: dict[str, Path], cap
     assert numbers["flux_ratio_median"] == pytest.approx(1.0)  # 15 mJy at 1.4 GHz (from the name) with index 0
     _one_line_error(capsys, ["validate", cat, str(nounit), "--image", img, "--flux-unit", "parsec"], "--flux-unit")
     _one_line_error(capsys, ["validate", cat, str(nounit), "--ra-col", "RAJ2000"], "RAJ2000", "--ra-col")
+    _one_line_error(capsys, ["validate", cat, str(nounit), "--snr-bins", "7", "5"], "--snr-bins")
+    _one_line_error(capsys, ["validate", cat, str(nounit), "--spectral-index", "nan"], "--spectral-index")
+    _one_line_error(capsys, ["validate", cat, str(field["reference"]), "--image", img, "--ms", str(field["dir"] / "missing.ms")], "missing.ms")
