@@ -251,12 +251,9 @@ def bandpass_flow(bandpass: str | list[str], out_dir: str, strategy: str | None 
 
 
 def _solved_field(result: Any) -> str:
-    """The field a bandpass result says it solved on (``name (#id)``; ``""`` when it does not say)."""
-    name = getattr(result, "field_name", None) or getattr(result, "field", None)
-    fid = getattr(result, "field_id", None)
-    if name is None and fid is None:
-        return ""
-    return f"{name} (#{fid})" if fid is not None else str(name)
+    """The field a bandpass result says it solved on: ``name (#id, why)``."""
+    reason = f", {result.field_reason}" if result.field_reason else ""
+    return f"{result.field} (#{result.field_id}{reason})"
 
 
 @flow(name="flint-continuum")

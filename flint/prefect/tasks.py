@@ -165,17 +165,12 @@ def preprocess_task(ms: Any, out_dir: str, label: str) -> Any:
     Beam phase centre into ``FIELD``, instrument -> sky frame, Stokes normalisation (fixms).
     Idempotent (fixms's marker in the MS), so a retry is harmless. Returns the MS handle.
     """
-    import importlib
-
+    from flint.askap import PreprocessOptions, preprocess_askap
     from flint.ms import MS
 
-    askap = importlib.import_module("flint.askap")  # preprocess_askap: being written (issue 11)
-    handle = MS.cast(_path(_ms(ms)))
-    options_cls = getattr(askap, "PreprocessOptions", None)
-    result = askap.preprocess_askap(handle, options_cls() if options_cls is not None else None)
+    result = preprocess_askap(MS.cast(_path(_ms(ms))), PreprocessOptions())
     stage_log(out_dir, "preprocess", label)
-    out = getattr(result, "ms", None)
-    return MS.cast(out) if out is not None else handle
+    return result.ms
 
 
 @task(name="flag", task_run_name="flag-{label}", **_SAFE)  # type: ignore[call-overload]
