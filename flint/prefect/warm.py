@@ -74,6 +74,8 @@ class WarmSession:
         self.client: Any = None
         self._stop_server: Callable[[], None] | None = None
         self._handles: list[Any] = []
+        self.on_stage: Callable[[str], None] | None = None
+        """Called with a short text at each start-up stage (for a notebook's status line)."""
         if start:
             self.start()
 
@@ -98,18 +100,28 @@ class WarmSession:
         from flint.prefect.running import prefect_api, start_temporary_server
         from flint.prefect.server import check_api_reachable
 
+        def stage(text: str) -> None:
+            logger.info("warm session: %s", text)
+            if self.on_stage is not None:
+                self.on_stage(text)
+
         try:
             if self._api_url_arg:
+                stage(f"checking the Prefect API {self._api_url_arg}")
                 self.api_url = check_api_reachable(self._api_url_arg)
             else:
+                stage("starting a Prefect server (about 10 s)")
                 info, self._stop_server = start_temporary_server()
                 self.api_url, self.server_pid = info.api_url, info.pid
                 logger.info("warm session: Prefect server %s (pid %d)", info.api_url, info.pid)
             # workers (LocalCluster processes, batch jobs) inherit the API URL
             with prefect_api(self.api_url, os.environ.get("PREFECT_API_AUTH_STRING")):
+                stage(f"starting the Dask cluster ({self.spec.cluster_class or self.spec.address})")
                 self.cluster, self.client = start_cluster(self.spec, api_url=self.api_url)
                 if self.cluster is not None and not self.spec.adapt_kwargs:
+                    stage("waiting for the first Dask worker")
                     self.client.wait_for_workers(1, timeout=120)
+                stage("importing flint and Prefect on the workers")
                 self.client.run(_warm_worker)
                 import flint.prefect.flows  # noqa: F401  (this process: Prefect, the flows)
         except BaseException:
@@ -158,6 +170,8 @@ class WarmSession:
         assert self.api_url is not None
         merged = {**dict(parameters or {}), **params}
         runner = DaskTaskRunner(address=self.address)
+        if self.on_stage is not None:
+            self.on_stage("creating the flow run")
         handle = submit_flow(flow, merged, api_url=self.api_url, runner=runner, background=background)
         self._handles.append(handle)
         return handle

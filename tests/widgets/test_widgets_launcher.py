@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,12 @@ from flint.imaging import WSCleanOptions
 from flint.strategy import load_strategy
 from flint_widgets.cluster_builder import ClusterBuilder
 from flint_widgets.cluster_panel import ClusterPanel
-from flint_widgets.launcher import FlowLauncher, parse_parameter, progress_table_html
+from flint_widgets.launcher import (
+    CANCELLED_MARKER,
+    FlowLauncher,
+    parse_parameter,
+    progress_table_html,
+)
 from flint_widgets.options_form import OptionsForm
 
 
@@ -101,6 +108,7 @@ def running_panel() -> Iterator[ClusterPanel]:
 
 @pytest.mark.slow
 def test_submit_follow_and_fail_on_the_panels_cluster(running_panel: ClusterPanel, tmp_path: Path) -> None:
+    env_before = os.environ.get("PREFECT_API_URL")
     launcher = FlowLauncher(panel=running_panel, flow="probe", poll_interval=0.5)
     try:
         launcher.cluster_choice.value = "panel"
@@ -129,13 +137,34 @@ def test_submit_follow_and_fail_on_the_panels_cluster(running_panel: ClusterPane
         launcher.submit_button.click()
         assert launcher.wait(120)
         assert launcher.state == "Failed"
-        assert "no SB<sbid>.<field>.beamNN*.ms found" in launcher.errors.text
-        assert "Failed" in launcher.status.value
+        assert "no SB<sbid>.<field>.beamNN*.ms" in launcher.errors.text
+        assert "failed: " in launcher.status.value and "no SB&lt;sbid&gt;" in launcher.status.value
         assert launcher.session is session and session.server_pid == server_pid  # the same warm server, no new one
     finally:
         launcher.close()
     assert launcher.session is None and not _alive(server_pid)  # the session's server is stopped ...
     assert running_panel.running and running_panel.client.submit(sum, [1, 2]).result(timeout=30) == 3  # ... not the panel's cluster
+    assert os.environ.get("PREFECT_API_URL") == env_before  # close() put the environment back
+
+    # submit after close: a fresh session (new server); then Cancel, which stays Cancelled
+    launcher.flow.value = "probe"
+    out = tmp_path / "probe2"
+    launcher.set_params(out_dir=str(out), n_beams=2, rounds=2, seconds=3)
+    try:
+        launcher.submit_button.click()
+        assert _until(lambda: launcher.handle is not None and
+                      "Running" in launcher.handle.task_states().values(), 240), launcher.errors.text
+        assert launcher.session is not None and launcher.session.server_pid not in (None, server_pid)
+        launcher.cancel_button.click()
+        assert launcher.state == "Cancelling" and "cancelling" in launcher.status.value
+        assert launcher.wait(120) and launcher.handle.done()
+        assert launcher.state == "Cancelled" and "Cancelled" in launcher.status.value
+        assert launcher.handle.state() == "Cancelled"  # the API's word, after the engine finished
+        assert not list(out.glob("*mosaic*"))  # no mosaic: the remaining tasks never started
+        assert (out / CANCELLED_MARKER).exists()
+        assert launcher.errors.text == "", launcher.errors.text
+    finally:
+        launcher.close()
 
 
 def _alive(pid: int) -> bool:
@@ -143,3 +172,12 @@ def _alive(pid: int) -> bool:
         return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
     except OSError:
         return False
+
+
+def _until(cond: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return False

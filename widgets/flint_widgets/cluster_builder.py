@@ -15,9 +15,11 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +37,9 @@ from flint.prefect.clusters import (
     valid_cluster_kwargs,
     validate_spec,
 )
-from flint_widgets._common import ErrorArea, guarded, message_html, pre
+from flint_widgets._common import ErrorArea, failed_html, guarded, message_html, pre
 
-__all__ = ["ClusterBuilder", "PLATFORMS", "problems_of", "FORM_SOURCE"]
+__all__ = ["ClusterBuilder", "PLATFORMS", "problems_of", "FORM_SOURCE", "translate_kwargs", "memory_note"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 #: neutral values put in place of a bad required field while looking for further problems
 _STAND_INS: dict[str, Any] = {"cores": 1, "processes": 1, "memory": "1GB"}
+#: keywords dask-jobqueue refuses at Start although its signature has them: they go in scheduler_options
+_JOBQUEUE_VIA_SCHEDULER = ("dashboard_address", "host")
+#: the form's CSS: fields with a problem are outlined in red
+_CSS = (
+    "<style>.flint-invalid input,.flint-invalid textarea{outline:2px solid #c62828;outline-offset:-1px}"
+    ".flint-cluster-builder .widget-label{overflow:visible}</style>"
+)
 _KEY_RE = re.compile(r"^(?:cluster_kwargs|adapt_kwargs)\.(\w+)$|^(address|cluster_class|cluster_kwargs|adapt_kwargs)$")
 
 
@@ -148,11 +157,16 @@ def problems_of(mapping: Mapping[str, Any]) -> tuple[ClusterSpec | None, dict[st
     """
     data: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in mapping.items()}
     problems: dict[str, str] = {}
+    stood_in: set[str] = set()
     for _ in range(32):
         try:
             spec = validate_spec(data, source=FORM_SOURCE)
+            _check_start_keys(spec)
         except FlintConfigError as exc:
             key, msg = _problem_key(exc)
+            if stood_in and any(re.search(rf"\b{k}\b", msg) for k in stood_in):
+                # a consequence of a stand-in value (e.g. 'cannot share 1 cores'), not the user's input
+                return None, problems
             if key in problems or not key:
                 problems.setdefault(key, msg)
                 return None, problems
@@ -164,6 +178,7 @@ def problems_of(mapping: Mapping[str, Any]) -> tuple[ClusterSpec | None, dict[st
                     # a neutral stand-in keeps required keys present, so later checks still run
                     if key in _STAND_INS:
                         sub[key] = _STAND_INS[key]
+                        stood_in.add(key)
                     else:
                         del sub[key]
                     removed = True
@@ -172,6 +187,71 @@ def problems_of(mapping: Mapping[str, Any]) -> tuple[ClusterSpec | None, dict[st
             continue
         return (spec, {}) if not problems else (None, problems)
     return None, problems
+
+
+def _check_start_keys(spec: ClusterSpec) -> None:
+    """Keywords the cluster class has in its signature but refuses when started."""
+    if not spec.is_jobqueue:
+        return
+    for key in _JOBQUEUE_VIA_SCHEDULER:
+        if key in spec.cluster_kwargs:
+            raise FlintConfigError(
+                f"{FORM_SOURCE}: cluster_kwargs.{key}: {spec.cluster_class} takes it only under scheduler_options; "
+                f"write 'scheduler_options: {{{key}: {spec.cluster_kwargs[key]!r}}}'"
+            )
+
+
+def translate_kwargs(kwargs: Mapping[str, Any], cluster_class: str) -> tuple[dict[str, Any], list[str]]:
+    """Keywords for ``cluster_class`` from those of another class, and what was changed.
+
+    Keywords the class does not accept are dropped; ``dashboard_address``/``host`` move
+    into (jobqueue) or out of (LocalCluster) ``scheduler_options``.
+    """
+    accepted = set(valid_cluster_kwargs(cluster_class))
+    jobqueue = cluster_class.startswith("dask_jobqueue.")
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    for key, value in kwargs.items():
+        if jobqueue and key in _JOBQUEUE_VIA_SCHEDULER:
+            out.setdefault("scheduler_options", {})[key] = value
+            notes.append(f"{key} moved into scheduler_options")
+        elif not jobqueue and key == "scheduler_options" and isinstance(value, Mapping):
+            for k, v in value.items():
+                if k in accepted:
+                    out[k] = v
+                    notes.append(f"scheduler_options.{k} became {k}")
+                else:
+                    notes.append(f"dropped scheduler_options.{k}")
+        elif key in accepted:
+            if key == "scheduler_options" and isinstance(value, Mapping) and isinstance(out.get(key), dict):
+                out[key].update(value)
+            else:
+                out[key] = value
+        else:
+            notes.append(f"dropped {key} ({cluster_class.rsplit('.', 1)[-1]} has no such keyword)")
+    return out, notes
+
+
+def memory_note(spec: ClusterSpec, script: str) -> str:
+    """Why the job script asks for a different amount of memory than typed (dask-jobqueue rounds to GiB)."""
+    from dask.utils import format_bytes, parse_bytes
+
+    memory = spec.cluster_kwargs.get("memory")
+    m = re.search(r"--mem=(\S+)|-l mem=(\S+)|#BSUB -M (\S+)", script)
+    if not memory or m is None:
+        return ""
+    asked = next(g for g in m.groups() if g)
+    try:
+        typed = parse_bytes(str(memory))
+    except ValueError:
+        return ""
+    unit = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", asked.upper().removesuffix("B").removesuffix("I"))
+    if unit is None or abs(parse_bytes(f"{unit[1]}{unit[2]}iB" if unit[2] else unit[1]) - typed) < 1024**2:
+        return ""  # the batch system gets what was typed (its K/M/G are powers of 1024)
+    return (
+        f"memory {memory} = {format_bytes(typed)} (powers of 1024); the batch system is asked for {asked}: "
+        "dask-jobqueue writes whole GiB, rounded down. Type e.g. 32GiB for exactly --mem=32G."
+    )
 
 
 class ClusterBuilder:
@@ -217,6 +297,7 @@ class ClusterBuilder:
         self.adapt = w.Checkbox(value=False, description="adaptive scaling", indent=False)
         self.extra = w.Textarea(
             description="other keywords",
+            style={"description_width": "110px"},
             placeholder="YAML mapping of any other cluster keyword, e.g.\njob_name: flint-worker",
             layout=w.Layout(width="100%", height="60px"),
         )
@@ -224,6 +305,11 @@ class ClusterBuilder:
         self._messages["extra"] = w.HTML()
         self._messages["cluster_class"] = w.HTML()
         self.status = w.HTML()
+        self.status.add_class("flint-spec-status")
+        self.platform_note = w.HTML()
+        self.platform_note.add_class("flint-platform-note")
+        self.memory_note = w.HTML()
+        self._platform_seen = platform
         self.path = w.Text(description="YAML file", placeholder="cluster.yaml", layout=w.Layout(width="50%"))
         self.load_button = w.Button(description="Load", icon="folder-open")
         self.save_button = w.Button(description="Save", icon="save")
@@ -240,8 +326,9 @@ class ClusterBuilder:
         adapt_box = w.VBox([self.adapt, *(self._rows[f"adapt.{f.key}"] for f in _ADAPT_FIELDS)])
         self.widget = w.VBox(
             [
-                w.HTML("<b>Cluster specification</b>"),
+                w.HTML("<b>Cluster specification</b>" + _CSS),
                 w.HBox([self.platform, self.preset, self.use_preset]),
+                self.platform_note,
                 self._messages["cluster_class"],
                 self._local_box,
                 self._jobqueue_box,
@@ -253,6 +340,7 @@ class ClusterBuilder:
                 w.HBox([self.path, self.load_button, self.save_button]),
                 self.file_message,
                 previews,
+                self.memory_note,
                 self.errors.output,
             ]
         )
@@ -260,7 +348,7 @@ class ClusterBuilder:
         self.set_values(**_DEFAULTS["local"])
         self.set_values(**_DEFAULTS["jobqueue"])
 
-        self.platform.observe(self._on_change, names="value")
+        self.platform.observe(guarded(self.errors, "platform")(self._on_platform), names="value")
         self.adapt.observe(self._on_change, names="value")
         self.extra.observe(self._on_change, names="value")
         self.address.observe(self._on_change, names="value")
@@ -293,6 +381,32 @@ class ClusterBuilder:
         self._rows[f"{group}.{f.key}"] = w.HBox([widget, msg])
         self._kinds[(group, f.key)] = f.kind
         return widget
+
+    def _on_platform(self, change: Any) -> None:
+        """Platform switched: carry over the 'other keywords' the new class accepts (and say what changed)."""
+        if self._updating:
+            return
+        cls = self.cluster_class
+        label = {"distributed.LocalCluster": "local", "dask_jobqueue.SLURMCluster": "slurm"}.get(cls or "")
+        if label in self.preset.options:
+            self.preset.value = label  # the preset box follows the platform
+        notes: list[str] = []
+        if cls is not None:
+            try:
+                extra = self._extra_kwargs()
+            except FlintConfigError:
+                extra = {}
+            if extra:
+                kept, notes = translate_kwargs(extra, cls)
+                self._updating = True
+                try:
+                    self.extra.value = yaml.safe_dump(kept, sort_keys=False).strip() if kept else ""
+                finally:
+                    self._updating = False
+        self.platform_note.value = (
+            message_html(f"switched to {change['new']}: " + "; ".join(notes), ok=True) if notes else ""
+        )
+        self.refresh()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -402,20 +516,31 @@ class ClusterBuilder:
 
     def load(self, path: str | os.PathLike[str]) -> ClusterSpec:
         """Load a cluster YAML file (or packaged preset name) into the form."""
-        if not str(path).strip():
-            raise FlintConfigError("no YAML file given; type a path such as cluster.yaml or pick a preset")
-        spec = load_cluster_spec(path)
-        self.set_spec(spec)
+        self.file_message.value = ""
+        try:
+            if not str(path).strip():
+                raise FlintConfigError("no YAML file given; type a path such as cluster.yaml or pick a preset")
+            spec = load_cluster_spec(path)
+            self.set_spec(spec)
+        except Exception as exc:
+            self.file_message.value = failed_html(exc)
+            raise
+        self.platform_note.value = ""
         self.file_message.value = message_html(f"loaded {spec.source}", ok=True)
         return spec
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the form's spec as YAML (only when the form is valid)."""
-        if not str(path).strip():
-            raise FlintConfigError("no YAML file given; type a path such as cluster.yaml")
-        if self.spec is None:
-            raise FlintConfigError(f"the form has problems ({', '.join(self.problems)}); fix them before saving")
-        out = atomic_write_text(Path(path).expanduser(), self.spec.to_yaml())
+        self.file_message.value = ""
+        try:
+            if not str(path).strip():
+                raise FlintConfigError("no YAML file given; type a path such as cluster.yaml")
+            if self.spec is None:
+                raise FlintConfigError(f"the form has problems ({', '.join(self.problems)}); fix them before saving")
+            out = atomic_write_text(Path(path).expanduser(), self.spec.to_yaml())
+        except Exception as exc:
+            self.file_message.value = failed_html(exc)
+            raise
         self.file_message.value = message_html(f"saved {out}", ok=True)
         return out
 
@@ -455,7 +580,10 @@ class ClusterBuilder:
             self.status.value = message_html(f"{n} problem{'s' if n != 1 else ''}: fix the fields marked in red")
             self.yaml_preview.value = pre(yaml.safe_dump(mapping, sort_keys=False) if mapping else "")
         self.save_button.disabled = self.spec is None
-        self.script_preview.value = pre(self._script_text())
+        script = self._script_text()
+        self.script_preview.value = pre(script)
+        note = memory_note(self.spec, script) if self.spec is not None and self.spec.is_jobqueue else ""
+        self.memory_note.value = message_html(note, ok=True) if note else ""
         for callback in self._listeners:
             callback(self)
 
@@ -478,6 +606,14 @@ class ClusterBuilder:
         for name, widget in self._messages.items():
             if name not in shown:
                 widget.value = ""
+        for group, widgets in self.fields.items():
+            for key, widget in widgets.items():
+                if f"{group}.{key}" in shown:
+                    widget.add_class("flint-invalid")
+                else:
+                    widget.remove_class("flint-invalid")
+        for target, widget in (("extra", self.extra), ("address", self.address)):
+            (widget.add_class if target in shown else widget.remove_class)("flint-invalid")
 
     def _script_text(self) -> str:
         spec = self.spec
@@ -485,4 +621,11 @@ class ClusterBuilder:
             return "(fix the problems above to see the job script)"
         if not spec.is_jobqueue:
             return f"(no job script: {spec.cluster_class or spec.address} does not submit batch jobs)"
-        return job_script(spec)
+        log_dir = spec.cluster_kwargs.get("log_directory")
+        if not log_dir:
+            return job_script(spec)
+        # dask-jobqueue creates log_directory when it builds a job: never while the user types
+        with tempfile.TemporaryDirectory(prefix="flint-preview-") as tmp:
+            stand_in = os.path.join(tmp, "logs")
+            preview = dataclasses.replace(spec, cluster_kwargs={**spec.cluster_kwargs, "log_directory": stand_in})
+            return job_script(preview).replace(stand_in, str(log_dir))

@@ -17,7 +17,7 @@ from typing import Any
 
 from flint.errors import FlintConfigError
 from flint.prefect.clusters import ClusterSpec, load_cluster_spec, start_cluster, validate_spec
-from flint_widgets._common import ErrorArea, guarded, message_html, pre
+from flint_widgets._common import ErrorArea, failed_html, guarded, link_html, message_html, pre
 from flint_widgets.cluster_builder import ClusterBuilder, problems_of
 from flint_widgets.cluster_info import (
     ClusterCounts,
@@ -88,6 +88,7 @@ class ClusterPanel:
         self._lock = threading.RLock()
         self._ticks = 0
         self._last_refresh_error = ""
+        self.adaptive: tuple[int, int] | None = None
 
         self.start_button = w.Button(description="Start", button_style="success", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -193,12 +194,18 @@ class ClusterPanel:
             raise FlintConfigError(f"the cluster spec has problems ({', '.join(problems)}); fix them before Start")
         spec = validate_spec(spec)
         self.status.value = message_html(f"starting {spec.cluster_class or spec.address} ...", ok=True)
-        self.cluster, self.client = start_cluster(spec)
+        try:
+            self.cluster, self.client = start_cluster(spec)
+        except Exception as exc:
+            self.status.value = failed_html(exc)
+            raise
         self.spec = spec
+        self.adaptive = None
         if spec.adapt_kwargs:
+            self.adaptive = (int(spec.adapt_kwargs.get("minimum", 0)), int(spec.adapt_kwargs.get("maximum", 0)))
             self.adapt_min.value = int(spec.adapt_kwargs.get("minimum", 0))
             self.adapt_max.value = int(spec.adapt_kwargs.get("maximum", self.adapt_max.value))
-        self.status.value = message_html(f"running: {spec.cluster_class or 'scheduler'}", ok=True)
+        self._show_running()
         self.address.value = str(self.client.scheduler.address)
         self.links = dashboard_links(self.client, self.cluster)
         self._show_links()
@@ -219,6 +226,8 @@ class ClusterPanel:
         if adaptive is not None:
             adaptive.stop()
         cluster.scale(n)
+        self.adaptive = None
+        self._show_running()
         self.refresh()
 
     def adapt(self, minimum: int, maximum: int) -> None:
@@ -228,7 +237,14 @@ class ClusterPanel:
         if problems:
             raise FlintConfigError(f"adapt_kwargs: {'; '.join(problems.values())}")
         cluster.adapt(minimum=minimum, maximum=maximum)
+        self.adaptive = (minimum, maximum)
+        self._show_running()
         self.refresh()
+
+    def _show_running(self) -> None:
+        assert self.spec is not None
+        mode = f" · adaptive {self.adaptive[0]}–{self.adaptive[1]} workers" if self.adaptive else ""
+        self.status.value = message_html(f"running: {self.spec.cluster_class or 'scheduler'}{mode}", ok=True)
 
     def stop(self) -> None:
         """Stop the refresh thread, close the client and the cluster."""
@@ -245,6 +261,8 @@ class ClusterPanel:
             if cluster is not None:
                 cluster.close()
         self.status.value = message_html("stopped", ok=True)
+        self.address.value = ""  # a stopped cluster's address must not be picked up
+        self.adaptive = None
         self.worker_count.value = "0"
         self.numbers.value = ""
         self.dashboard.value = ""
@@ -329,8 +347,7 @@ class ClusterPanel:
         if links is None:
             return
         self.dashboard.value = (
-            f"Dashboard: <a class='flint-dashboard-link' href='{html.escape(links.proxy)}' target='_blank'>"
-            f"{html.escape(links.proxy)}</a> (through jupyter-server-proxy) · direct: "
+            f"Dashboard: {link_html(links.proxy, links.proxy, 'flint-dashboard-link')} (through jupyter-server-proxy) · direct: "
             f"<code>{html.escape(links.direct)}</code><br>"
             f"Attach from code: <code>DaskTaskRunner(address=\"{html.escape(self.address.value)}\")</code>; "
             f"dask-labextension sidebar: paste <code>{html.escape(links.proxy)}</code>"

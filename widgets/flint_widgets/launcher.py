@@ -21,11 +21,14 @@ from typing import Any
 
 from flint.errors import FlintConfigError, FlintError
 from flint.io import atomic_write_text
-from flint_widgets._common import ErrorArea, guarded, message_html
+from flint_widgets._common import ErrorArea, failed_html, guarded, link_html, message_html
 
 __all__ = ["FlowLauncher", "FLOW_TOOLS", "flow_parameters", "parse_parameter", "write_strategy", "progress_table_html", "cancel_flow_run", "flow_run_url"]
 
 logger = logging.getLogger(__name__)
+
+#: file written into out_dir when a run is cancelled (the results browser shows it)
+CANCELLED_MARKER = "FLINT_RUN_CANCELLED.txt"
 
 #: flow -> the strategy tools (option models) its stages use
 FLOW_TOOLS: dict[str, tuple[str, ...]] = {
@@ -33,6 +36,7 @@ FLOW_TOOLS: dict[str, tuple[str, ...]] = {
     "continuum": ("apply", "flagging", "wsclean", "selfcal", "convol", "linmos", "source_finding", "validation"),
     "probe": (),
 }
+_ENV_KEYS = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")
 _STATE_COLOURS = {
     "Completed": "#c8e6c9", "Running": "#bbdefb", "Pending": "#eeeeee", "Scheduled": "#eeeeee",
     "Failed": "#ffcdd2", "Crashed": "#ffcdd2", "Cancelled": "#ffe0b2", "Cancelling": "#ffe0b2",
@@ -115,13 +119,14 @@ def progress_table_html(progress: dict[Any, dict[str, str]]) -> str:
 
 
 def flow_run_url(api_url: str, flow_run_id: Any) -> str:
-    """The Prefect UI page of a flow run served by the server at ``api_url``."""
-    base = api_url.rstrip("/").removesuffix("/api")
-    return f"{base}/runs/flow-run/{flow_run_id}"
+    """The Prefect UI page of a flow run served by the server at ``api_url`` (through jupyter-server-proxy when flint started it in Jupyter)."""
+    from flint.prefect.running import prefect_ui_url
+
+    return prefect_ui_url(api_url, flow_run_id)
 
 
 def cancel_flow_run(handle: Any) -> None:
-    """Cancel a flow run: its state becomes Cancelled, so the server refuses to start its remaining tasks."""
+    """Cancel a flow run (:meth:`FlowHandle.cancel`: no task starts, programs killed, ends Cancelled)."""
     cancel = getattr(handle, "cancel", None)
     if callable(cancel):
         cancel()
@@ -165,6 +170,9 @@ class FlowLauncher:
         self.session: Any = None  # the WarmSession of the "warm session" Prefect API choice
         self._session_key: str | None = None
         self._session_lock = threading.Lock()
+        self._cancel_thread: threading.Thread | None = None
+        # what close() puts back: the Prefect environment as it was before this launcher
+        self._env_before = {k: os.environ.get(k) for k in _ENV_KEYS}
 
         self.flow = w.Dropdown(options=list(FLOW_TOOLS), value=flow, description="flow")
         self.param_box = w.VBox()
@@ -344,19 +352,42 @@ class FlowLauncher:
                 self.session.close()
                 self.session = None
             if self.session is None:
-                self.session = WarmSession(address=cluster.address) if cluster.address else WarmSession(cluster)
+                session = WarmSession(address=cluster.address, start=False) if cluster.address else WarmSession(cluster, start=False)
+                session.on_stage = self._stage
+                self.session = session.start()
                 self._session_key = key
             return self.session
 
+    def _stage(self, text: str) -> None:
+        """Show what the first submit is doing (server, cluster, workers...)."""
+        self.status.value = message_html(f"{self.flow.value}: {text} …", ok=True)
+
     def close(self) -> None:
-        """Stop following the run and close the warm session (what it started: its server, a YAML cluster)."""
+        """Cancel a run still going, close the warm session and put the environment back.
+
+        Afterwards the launcher is as new: the next Submit starts a fresh session, and no
+        ``PREFECT_API_URL`` of a stopped server is left in ``os.environ`` (workers, job scripts).
+        """
+        if self.handle is not None and not self.handle.done():
+            logger.warning("closing the launcher: cancelling flow run %s", self.handle.flow_run_id)
+            cancel_flow_run(self.handle)
         self._stop.set()
-        if self._submit_thread is not None:
-            self._submit_thread.join(timeout=30)
+        for thread in (self._submit_thread, self._cancel_thread):
+            if thread is not None:
+                thread.join(timeout=30)
         with self._session_lock:
             if self.session is not None:
                 self.session.close()
             self.session = self._session_key = None
+        for key, value in self._env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self.handle, self.state = None, ""
+        self.cancel_button.disabled = True
+        self.submit_button.disabled = False
+        self.status.value = message_html("closed: the next Submit starts a new Prefect server and cluster", ok=True)
 
     # ------------------------------------------------------------------ run
 
@@ -371,7 +402,7 @@ class FlowLauncher:
         params = self.parameters()
         flow_name = self.flow.value
         self.handle, self.result, self.progress, self.state = None, None, {}, "Submitting"
-        self.status.value = message_html(f"submitting {flow_name} ...", ok=True)
+        self.status.value = message_html(f"{flow_name}: submitting …", ok=True)
         self.table.value = ""
         self.link.value = ""
         self.errors.clear()
@@ -389,16 +420,17 @@ class FlowLauncher:
                 handle = submit_flow(flow_name, params, cluster=cluster, api_url=self.api())
         except Exception as exc:
             self.state = "Failed to submit"
-            self.status.value = message_html(f"{flow_name}: not submitted")
+            self.status.value = failed_html(exc)
             self.errors.show(exc, "submit")
             return
         self.handle = handle
         self.cancel_button.disabled = False
+        self.status.value = message_html(f"{flow_name}: submitted", ok=True)
         url = flow_run_url(handle.api_url, handle.flow_run_id)
-        temp = self.api_choice.value == "temporary" and not os.environ.get("PREFECT_API_URL")
+        temp = self.api_choice.value == "temporary" and not self._env_before.get("PREFECT_API_URL")
         self.link.value = (
             f"flow run <code>{handle.flow_run_id}</code>"
-            + ("" if temp else f" · <a href='{html.escape(url)}' target='_blank'>open in the Prefect UI</a>")
+            + ("" if temp else " · " + link_html(url, "open in the Prefect UI", "flint-prefect-link"))
         )
         self._poll_loop()
 
@@ -422,21 +454,38 @@ class FlowLauncher:
         if handle is None:
             return
         self.progress = handle.progress()
-        self.state = handle.state()
+        state = handle.state()
         self.table.value = progress_table_html(self.progress)
-        self.status.value = message_html(f"{handle.flow_name}: {self.state}", ok=self.state not in ("Failed", "Crashed"))
+        cancelling = self._cancel_thread is not None and self._cancel_thread.is_alive()
+        if getattr(handle, "cancel_requested", False) and (cancelling or not handle.done()):
+            state = "Cancelling"  # until nothing of the run is running
+        self.state = state
+        if state in ("Failed", "Crashed"):
+            self.status.value = failed_html(f"{handle.flow_name} {state}")
+        else:
+            self.status.value = message_html(f"{handle.flow_name}: {state}", ok=state not in ("Cancelling", "Cancelled"))
 
     def _finish(self) -> None:
         handle = self.handle
+        if handle is None:
+            return
         self.cancel_button.disabled = True
+        if getattr(handle, "cancel_requested", False):
+            if self._cancel_thread is not None:
+                self._cancel_thread.join(timeout=120)
+            self.state = "Cancelled"
+            self.status.value = message_html(f"{handle.flow_name}: Cancelled", ok=False)
+            self._mark_cancelled(handle)
+            return
         try:
             self.result = handle.result(timeout=0)
         except Exception as exc:
-            self.state = "Failed" if self.state != "Cancelled" else self.state
-            self.status.value = message_html(f"{handle.flow_name}: {self.state}")
+            self.state = "Failed"
+            self.status.value = failed_html(exc)
             self.errors.show(exc, f"{handle.flow_name} flow")
             return
         self.state = "Completed"
+        self.errors.clear()  # the run worked: earlier errors no longer describe the state
         self.status.value = message_html(f"{handle.flow_name}: Completed", ok=True)
         for callback in self._results_listeners:
             guarded(self.errors, "results")(callback)(self)
@@ -459,9 +508,31 @@ class FlowLauncher:
         return True
 
     def cancel(self) -> None:
-        """Cancel the running flow run (its remaining tasks are not started)."""
-        if self.handle is None:
-            raise FlintConfigError("no flow run to cancel")
-        cancel_flow_run(self.handle)
-        self.state = "Cancelled"
-        self.status.value = message_html(f"{self.handle.flow_name}: cancelling", ok=False)
+        """Cancel the running flow run in a background thread.
+
+        The status reads "cancelling" until nothing of the run is running (no task starts,
+        its external programs are killed), then "Cancelled", and stays so.
+        """
+        handle = self.handle
+        if handle is None or handle.done():
+            raise FlintConfigError("no flow run is going; nothing to cancel")
+        self.cancel_button.disabled = True
+        self.state = "Cancelling"
+        self.status.value = message_html(f"{handle.flow_name}: cancelling …", ok=False)
+
+        def run() -> None:
+            try:
+                cancel_flow_run(handle)
+            except Exception as exc:
+                self.errors.show(exc, "cancel")
+
+        self._cancel_thread = threading.Thread(target=run, name="flint-cancel", daemon=True)
+        self._cancel_thread.start()
+
+    def _mark_cancelled(self, handle: Any) -> None:
+        """Leave a note in the run's out_dir: its products are those of a cancelled run."""
+        out_dir = self.params.get("out_dir")
+        if out_dir is None or not out_dir.value.strip() or not Path(out_dir.value).expanduser().is_dir():
+            return
+        atomic_write_text(Path(out_dir.value).expanduser() / CANCELLED_MARKER,
+                          f"flow run {handle.flow_run_id} ({handle.flow_name}) was cancelled; products here are incomplete\n")
