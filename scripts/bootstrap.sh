@@ -4,6 +4,8 @@
 #   bash scripts/bootstrap.sh demo     # install, then simulate + calibrate + image a small field
 #   bash scripts/bootstrap.sh test     # install, then ruff + mypy + the whole pytest suite
 #   bash scripts/bootstrap.sh install  # install only
+#   bash scripts/bootstrap.sh lab      # install, then JupyterLab on the tutorials (127.0.0.1, token;
+#                                      # prints the URL and the ssh -L line; extra args go to 'flint lab')
 #
 # Idempotent: Debian packages already present are not reinstalled, and the project
 # virtualenv (.venv, or $FLINT_VENV) is only updated when pyproject.toml changed.
@@ -79,5 +81,6 @@ case "$cmd" in
   install) install_debian; install_python ;;
   demo) install_debian; install_python; run_demo ;;
   test) install_debian; install_python; run_tests "$@" ;;
-  *) echo "usage: bash scripts/bootstrap.sh demo|test|install" >&2; exit 2 ;;
+  lab) install_debian; install_python; exec "$venv/bin/flint" lab "$@" ;;
+  *) echo "usage: bash scripts/bootstrap.sh demo|test|install|lab" >&2; exit 2 ;;
 esac

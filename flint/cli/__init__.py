@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "cluster",
     "server",
     "nb",
+    "lab",
 ]
 
 
