@@ -100,6 +100,16 @@ class Accumulator:
         self.n_vis = 0
         self._buffers: dict[str, NDArray[Any]] = {}
 
+    @staticmethod
+    def bytes_per_interval(n_antennas: int, n_groups: int, n_pol: int = 2) -> int:
+        """Bytes the accumulator holds per solution interval (one complex and four real sums)."""
+        return n_antennas * n_antennas * n_groups * n_pol * (16 + 4 * 8)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the accumulated sums."""
+        return int(self._a.nbytes + self._r.nbytes)
+
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: type) -> NDArray[Any]:
         buf = self._buffers.get(name)
         if buf is None or buf.shape != shape:
