@@ -246,3 +246,30 @@ def test_cancel_kills_the_programs_workers_run(tmp_path: Path) -> None:
             fut.result(timeout=30)  # the task saw its program die (long before the 120 s sleep)
         assert not Path(f"/proc/{pids[0]}").exists() or "Z" in Path(f"/proc/{pids[0]}/stat").read_text().split(") ", 1)[1][:1]
         assert cluster.scheduler_address and client.submit(sum, [1, 2]).result(timeout=30) == 3  # the worker lives on
+
+
+def test_library_logs_go_to_the_pane_and_file_not_the_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from flint_widgets import _logs
+    from flint_widgets._logs import LogPane, log_file, release_logs
+
+    monkeypatch.setenv("FLINT_LOG_DIR", str(tmp_path))
+    release_logs()  # widgets of earlier tests opened the file elsewhere
+    monkeypatch.setattr(_logs, "_panes", [])  # ... and their panes are not this test's
+    root = logging.getLogger()
+    console = logging.StreamHandler()  # what Prefect / distributed install: lines land in the running cell
+    root.addHandler(console)
+    try:
+        pane = LogPane(("distributed",), "Dask log")
+        logging.getLogger("distributed.scheduler").warning("Remove worker tcp://127.0.0.1:1")
+        logging.getLogger("flint.imaging").warning("not for this pane")
+        pane.close()
+        assert console in root.handlers  # close() of the last pane gives the console back
+    finally:
+        root.removeHandler(console)
+    assert "Remove worker tcp://127.0.0.1:1" in pane.text and "not for this pane" not in pane.text
+    assert "Remove worker" in pane.view.value
+    assert "Remove worker" not in capsys.readouterr().err  # not sprayed into the cell
+    assert "Remove worker" in log_file().read_text()

@@ -18,6 +18,7 @@ from typing import Any
 from flint.errors import FlintConfigError
 from flint.prefect.clusters import ClusterSpec, load_cluster_spec, start_cluster, validate_spec
 from flint_widgets._common import ErrorArea, failed_html, guarded, link_html, message_html, pre
+from flint_widgets._logs import LogPane
 from flint_widgets.cluster_builder import ClusterBuilder, problems_of
 from flint_widgets.cluster_info import (
     ClusterCounts,
@@ -109,6 +110,7 @@ class ClusterPanel:
         self.log_choice = w.Dropdown(options=[], description="log of")
         self.log_button = w.Button(description="Show log", icon="file-text-o", disabled=True)
         self.log_view = w.HTML()
+        self.log = LogPane(("distributed", "tornado", "bokeh", "flint.prefect.clusters"), "Dask log of this kernel")
 
         # CSS classes: selectors for the browser test (tests/browser)
         for widget, css in (
@@ -140,6 +142,7 @@ class ClusterPanel:
                 w.HBox([self.log_choice, self.log_button]),
                 self.log_view,
                 self.errors.output,
+                self.log.widget,
             ]
         )
         self.widget.add_class("flint-cluster-panel")
@@ -282,6 +285,9 @@ class ClusterPanel:
         else:
             logs = client.get_worker_logs(n=80, workers=[ident])
             text = "\n".join(f"{level} {msg}" for level, msg in logs.get(ident, []))
+            if self.cluster is not None and getattr(self.cluster, "processes", True) is False:
+                text = ("(these workers are threads of this kernel: they share one log, so these lines "
+                        "are every worker's)\n" + text)
         self.log_view.value = pre(text or "(empty)")
         return text
 

@@ -22,6 +22,7 @@ from typing import Any
 from flint.errors import FlintConfigError, FlintError
 from flint.io import atomic_write_text
 from flint_widgets._common import ErrorArea, failed_html, guarded, link_html, message_html
+from flint_widgets._logs import LogPane, capture_logs
 
 __all__ = ["FlowLauncher", "FLOW_TOOLS", "flow_parameters", "parse_parameter", "write_strategy", "progress_table_html", "cancel_flow_run", "flow_run_url"]
 
@@ -206,6 +207,7 @@ class FlowLauncher:
         self.link = w.HTML()
         self.table = w.HTML()
         self.table.add_class("flint-progress-table")
+        self.log = LogPane(("prefect", "flint", "httpx"), "flow log")
 
         self.submit_button.add_class("flint-submit")
         self.cancel_button.add_class("flint-cancel")
@@ -229,6 +231,7 @@ class FlowLauncher:
                 self.link,
                 self.table,
                 self.errors.output,
+                self.log.widget,
             ]
         )
         self.widget.add_class("flint-launcher")
@@ -388,6 +391,7 @@ class FlowLauncher:
         self.cancel_button.disabled = True
         self.submit_button.disabled = False
         self.status.value = message_html("closed: the next Submit starts a new Prefect server and cluster", ok=True)
+        self.log.close()
 
     # ------------------------------------------------------------------ run
 
@@ -424,6 +428,7 @@ class FlowLauncher:
             self.errors.show(exc, "submit")
             return
         self.handle = handle
+        capture_logs()  # Prefect (imported by now) installed its console handler: route it to the pane
         self.cancel_button.disabled = False
         self.status.value = message_html(f"{flow_name}: submitted", ok=True)
         url = flow_run_url(handle.api_url, handle.flow_run_id)
