@@ -58,10 +58,11 @@ TOOLS: dict[str, str] = {
     "linmos": "flint.linmos:LinmosOptions",
     "source_finding": "flint.source_finding:SourceFindingOptions",
     "validation": "flint.validation:ValidationOptions",
+    "masking": "flint.masking:MaskingOptions",
 }
 
-#: tools that need a model from an earlier round, so cannot appear in round 0
-_NOT_IN_ROUND0 = ("selfcal",)
+#: tools that need a model or an image from an earlier round, so cannot appear in round 0
+_NOT_IN_ROUND0 = ("selfcal", "masking")
 _TOP_KEYS = ("version", "defaults", "rounds")
 SUPPORTED_VERSION = 1
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "image",
     "convol",
     "linmos",
+    "mask",
     "find_sources",
     "validate",
     "leakage",
