@@ -46,12 +46,14 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_list_products_by_kind(run_dir: Path) -> None:
     products = {p.path.name: p for p in list_products(run_dir)}
-    assert set(products) == {"SB1.F.beam00.round1.image.fits", "SB1.F.round1.linmos.comp.csv", "SB1.F.round1.linmos.validation.png"}
+    assert set(products) == {"SB1.F.beam00.round1.image.fits", "SB1.F.round1.linmos.comp.csv", "SB1.F.round1.linmos.validation.png",
+                             "flint-stages.log"}
+    assert products["flint-stages.log"].kind == "log"
     assert products["SB1.F.beam00.round1.image.fits"].kind == "image"
     assert products["SB1.F.beam00.round1.image.fits"].beam == 0 and products["SB1.F.beam00.round1.image.fits"].round == 1
     assert products["SB1.F.round1.linmos.comp.csv"].kind == "table"
     assert products["SB1.F.round1.linmos.validation.png"].kind == "figure"
-    assert len(list_products(run_dir, include_maps=True)) == 4
+    assert len(list_products(run_dir, include_maps=True)) == 5
 
 
 def test_render_image_has_wcs_axes_and_is_a_png(run_dir: Path) -> None:
@@ -64,9 +66,9 @@ def test_browser_shows_image_sorted_table_and_figure(run_dir: Path) -> None:
     b.directory.value = str(run_dir)
     b.refresh_button.click()
     assert b.errors.text == ""
-    assert "3 products: 1 images, 1 tables, 1 figures" in b.summary.value
+    assert "4 products: 1 images, 1 tables, 1 figures, 0 solution files, 1 logs" in b.summary.value
     b.choice.value = str(run_dir / "SB1.F.beam00.round1.image.fits")
-    assert b.image.value[:4] == b"\x89PNG" and b.image.layout.display == ""
+    assert b.viewer.image_png.value[:4] == b"\x89PNG" and b.viewer.widget.layout.display == ""
     b.choice.value = str(run_dir / "SB1.F.round1.linmos.comp.csv")
     assert b.sort_by.value == "int_flux" and b.descending.value
     html = b.table_view.value
@@ -97,3 +99,60 @@ def test_folder_made_later_by_the_run(run_dir: Path, tmp_path: Path) -> None:
     b.refresh_button.click()
     assert b.errors.text == ""
     assert len(b.products) == len(list_products(run_dir)) > 0
+
+
+def test_viewer_stretch_readout_zoom_and_overlay(run_dir: Path) -> None:
+    from astropy.table import Table
+
+    from flint_widgets.viewer import ImageViewer, stretch
+
+    image = run_dir / "SB1.F.beam00.round1.image.fits"
+    v = ImageViewer(image)
+    assert v.data is not None
+    shown = stretch(v.data)  # the default: the source stands out of the noise
+    assert shown[32, 40] == pytest.approx(1.0) and float(np.median(shown)) < 0.5 and float(np.median(shown)) > 0.05
+    text = v.readout(40, 32)
+    assert text == "x 40, y 32: 0.5 JY/BEAM · RA 09h59m57.54s, Dec -30d00m00.0s"  # 8 px * 4" east at dec -30
+    assert text in v.readout_text.value
+    v.zoom((30, 50), (20, 40))
+    assert (v.sx.min, v.sx.max, v.sy.min, v.sy.max) == (30, 50, 20, 40)
+    v.zoom()
+    assert (v.sx.min, v.sx.max) == (-0.5, 63.5)
+    # a catalogue with one matched and one spurious component, one reference source not found
+    w = v.wcs.celestial
+    ra, dec = w.pixel_to_world_values([40, 10], [32, 50])
+    Table({"ra": ra, "dec": dec, "int_flux": [0.5, 0.01]}).write(run_dir / "SB1.F.beam00.round1.image.comp.csv", format="ascii.csv")
+    mra, mdec = w.pixel_to_world_values([40, 55], [32, 5])
+    Table({"matched": [True, False], "expected": [True, True], "cat_index": [0, -1], "ref_ra_deg": mra, "ref_dec_deg": mdec}).write(
+        run_dir / "SB1.F.round1.matches.csv", format="ascii.csv")
+    b = ResultsBrowser(run_dir)
+    b.choice.value = str(image)
+    assert b.viewer.overlay_counts == {"matched": 1, "spurious": 1, "missed": 1}
+    assert list(np.round(b.viewer.marks_overlay["matched"].x)) == [40] and list(np.round(b.viewer.marks_overlay["missed"].y)) == [5]
+    assert "spurious 1" in b.viewer.legend.value
+
+
+def test_subfolders_units_sexagesimal_and_solutions(run_dir: Path) -> None:
+    from astropy.table import Table
+
+    from flint.calibrate.aocal import AOSolutions, write_solutions
+
+    sub = run_dir / "bandpass"
+    sub.mkdir()
+    jones = np.ones((1, 36, 8, 2, 2), dtype=complex)
+    jones[0, 7, :, 0, 0] = 2.0  # antenna 7's XX gain
+    write_solutions(sub / "SB1.B.beam00.bandpass.bin", AOSolutions(jones))
+    Table({"ra": [150.0], "dec": [-30.5], "int_flux": [0.1]}).write(sub / "cat.comp.csv", format="ascii.csv")
+    b = ResultsBrowser(run_dir)
+    labels = [label for label, _ in b.choice.options]
+    assert "[solutions] bandpass/SB1.B.beam00.bandpass.bin" in labels and "[table] bandpass/cat.comp.csv" in labels
+    b.choice.value = str(sub / "SB1.B.beam00.bandpass.bin")
+    assert len(b.antenna.options) == 36 and b.image.value[:4] == b"\x89PNG"
+    first = b.image.value
+    b.antenna.value = 7
+    assert b.image.value != first
+    b.choice.value = str(sub / "cat.comp.csv")
+    html = b.table_view.value
+    assert "<th>int_flux<br><small>[Jy]</small></th>" in html
+    assert "10:00:00.00" in html and "-30:30:00.0" in html  # sexagesimal beside the degrees
+    assert "150.000000" in html  # degrees keep 0.0036 arcsec, not 0.01 deg
