@@ -3,8 +3,12 @@
 JupyterLab (with dask-labextension and jupyter-server-proxy) runs on a free loopback port
 with a token, in a temp root holding a copy of ``notebooks/02_clusters.ipynb`` whose
 parameters say "do not start anything from code": the test does it with the widgets
-(bad input disables Start; LocalCluster started and scaled to 2; dashboard through
-jupyter-server-proxy; the real bandpass flow on 2 simulated beams followed to Completed).
+(bad input disables Start; typing a SLURM log dir creates no folder and switching platform
+translates keywords; LocalCluster started and scaled to 2; dashboard through
+jupyter-server-proxy; the real bandpass flow on 2 simulated beams followed to Completed;
+its Prefect UI page through the proxy shows the run's task runs; the results viewer zooms,
+reads a pixel and overlays a catalogue; a failing run says "failed: ..."; after the
+notebook's clean-up cell a new Submit works, and Cancel stays Cancelled with nothing left).
 Screenshots, ``widgets_overview.png`` (the README picture, docs/images/widgets.png) and
 ``timing.json`` go to ``artifacts_dir/browser``. Whatever the lab leaves running (found by
 an environment marker) is stopped by PID afterwards.
@@ -32,7 +36,7 @@ import pytest
 
 from conftest import require_tool
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "02_clusters.ipynb"
@@ -245,6 +249,36 @@ def compose_overview(left: list[Path], right: list[Path], dest: Path, pad: int =
     return dest
 
 
+def _sky_image(folder: Path) -> Path:
+    """A small image with a WCS, its catalogue and a validation matches table (the viewer's inputs)."""
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+    from astropy.wcs import WCS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    wcs.wcs.crval = [150.0, -30.0]
+    wcs.wcs.crpix = [65, 65]
+    wcs.wcs.cdelt = [-4 / 3600, 4 / 3600]
+    data = rng.normal(0, 1e-3, (128, 128))
+    yy, xx = np.mgrid[:128, :128]
+    for x0, y0, peak in ((80, 64, 0.2), (30, 100, 0.02)):
+        data += peak * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 4.0)
+    header = wcs.to_header()
+    header["BUNIT"] = "JY/BEAM"
+    path = folder / "SB1.F.round1.linmos.fits"
+    ra, dec = wcs.pixel_to_world_values([80, 30], [64, 100])
+    Table({"ra": ra, "dec": dec, "int_flux": [0.2, 0.02]}).write(folder / "SB1.F.round1.linmos.comp.csv", format="ascii.csv")
+    mra, mdec = wcs.pixel_to_world_values([80, 100], [64, 20])
+    Table({"matched": [True, False], "expected": [True, True], "cat_index": [0, -1], "ref_ra_deg": mra,
+           "ref_dec_deg": mdec}).write(folder / "SB1.F.round1.linmos.matches.csv", format="ascii.csv")
+    fits.PrimaryHDU(data, header).writeto(path)
+    return path
+
+
 def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
     chromium = require_tool("chromium")
     from playwright.sync_api import sync_playwright
@@ -292,15 +326,31 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             workers.blur()
             builder.screenshot(path=shots / "01_builder.png")
 
+            # no side effects while typing: SLURM's log dir typed key by key creates no folder;
+            # switching platform translates the Local-only keywords (and says so)
+            before = sorted(p.name for p in lab.root.iterdir())
+            builder.locator(".flint-platform select").select_option("SLURM")
+            _wait_text(page, ".flint-platform-note", "scheduler_options", 20)
+            logdir = builder.locator(".flint-field-log_directory input")
+            logdir.press_sequentially("typed_logs", delay=40)
+            logdir.blur()
+            _wait_text(page, ".flint-cluster-builder", "typed_logs/", 20)  # the job-script preview names it
+            page.wait_for_timeout(1000)
+            assert sorted(p.name for p in lab.root.iterdir()) == before, "typing created folders"
+            builder.screenshot(path=shots / "01b_builder_slurm_typing.png")
+            builder.locator(".flint-platform select").select_option("Local")
+            _wait_text(page, ".flint-spec-status", "valid cluster spec", 20)
+            assert "dashboard_address" in builder.locator(".flint-platform-note").inner_text()
+
             # start a LocalCluster, scale it to 2 workers, see the count change
             panel.locator("button.flint-start").click()
-            _wait_text(page, ".flint-worker-count", "1", 60, errors=".flint-cluster-panel .jp-OutputArea")
+            _wait_text(page, ".flint-worker-count", "1", 60, errors=".flint-cluster-panel .flint-errors")
             marks["cluster_started"] = time.monotonic() - t0
             scale = panel.locator(".flint-scale-n input")
             scale.fill("2")
             scale.press("Enter")
             panel.locator("button.flint-scale").click()
-            _wait_text(page, ".flint-worker-count", "2", 60, errors=".flint-cluster-panel .jp-OutputArea")
+            _wait_text(page, ".flint-worker-count", "2", 60, errors=".flint-cluster-panel .flint-errors")
             _wait_text(page, ".flint-cluster-numbers", "threads: 2", 20)
             marks["scaled_to_2"] = time.monotonic() - t0
             panel.screenshot(path=shots / "02_cluster_panel_2_workers.png")
@@ -321,7 +371,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             launcher = page.locator(".flint-launcher")
             launcher.locator("button.flint-submit").click()
             _wait_text(page, ".flint-flow-status", "Completed", 240, fail_on=("Failed", "Crashed", "not submitted"),
-                       errors=".flint-launcher .jp-OutputArea")
+                       errors=".flint-launcher .flint-errors")
             marks["flow_completed"] = time.monotonic() - t0
             # the table ends with every stage of both beams Completed (copy -> bandpass per beam)
             page.wait_for_function(
@@ -338,16 +388,64 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             assert "open in the Prefect UI" in launcher.inner_text()
             launcher.screenshot(path=shots / "04_launcher_completed.png")
 
-            # the results browser lists the run's products once the run completed
+            # the Prefect UI link goes through jupyter-server-proxy and shows the run with its task runs
+            href = launcher.locator("a.flint-prefect-link").get_attribute("href")
+            assert href is not None and href.startswith("/proxy/absolute/") and "/runs/flow-run/" in href, href
+            ui = context.new_page()
+            ui.goto(f"{lab.url}{href}")
+            ui.wait_for_function("() => document.body.innerText.includes('beam00') && document.body.innerText.includes('beam01')",
+                                 timeout=90_000)
+            assert "Can't connect" not in ui.locator("body").inner_text()
+            ui.wait_for_timeout(1000)
+            ui.screenshot(path=shots / "05_prefect_ui_flow_run.png")
+            ui.close()
+            marks["prefect_ui_shown"] = time.monotonic() - t0
+
+            # the results browser follows out_dir (subfolders too): solutions, and an image the test adds
             results = page.locator(".flint-results")
             _wait_text(page, ".flint-results", "products:", 30)
             listed = results.locator(".flint-products select").inner_text()
             assert "beam00" in listed and "beam01" in listed, listed
-            results.screenshot(path=shots / "05_results.png")
-            page.screenshot(path=shots / "06_lab.png")
-            compose_overview([shots / "01_builder.png", shots / "05_results.png"],
+            image = _sky_image(lab.root.parent / "work" / "out" / "sky")
+            _wait_text(page, ".flint-products select", "sky/", 30)
+            results.locator(".flint-products select").select_option(str(image))
+            _wait_text(page, ".flint-overlay-legend", "matched 1", 30)
+            assert "spurious 1" in _text(page, ".flint-overlay-legend")
+            figure = results.locator(".flint-viewer-figure")
+            figure.scroll_into_view_if_needed()
+            ticks_before = figure.locator(".axis text").all_inner_texts()
+            box = figure.bounding_box()
+            assert box is not None
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.wheel(0, -600)  # zoom in
+            page.wait_for_timeout(800)
+            assert figure.locator(".axis text").all_inner_texts() != ticks_before, "the wheel did not zoom"
+            figure.locator("image").first.click(position={"x": 5, "y": 5}, force=True)
+            _wait_text(page, ".flint-pixel-readout", "RA ", 20)
+            assert "Dec " in _text(page, ".flint-pixel-readout") and "JY/BEAM" in _text(page, ".flint-pixel-readout")
+            results.screenshot(path=shots / "06_results_viewer.png")
+            solutions = [o for o in results.locator(".flint-products select option").all_inner_texts() if "[solutions]" in o]
+            assert solutions, "solution files are listed"
+            results.locator(".flint-products select").select_option(label=solutions[0])
+            results.locator(".flint-antenna select").select_option("3")
+            page.wait_for_timeout(800)
+            results.screenshot(path=shots / "07_results_solutions.png")
+            page.screenshot(path=shots / "08_lab.png")
+            compose_overview([shots / "01_builder.png", shots / "06_results_viewer.png"],
                              [shots / "02_cluster_panel_2_workers.png", shots / "04_launcher_completed.png"],
                              shots / "widgets_overview.png")
+
+            # a failing run: "failed: <one line>", the error on top, traceback folded
+            (lab.root.parent / "empty").mkdir(exist_ok=True)
+            param = launcher.locator(".flint-param-bandpass input")
+            good_input = param.input_value()
+            param.fill(str(lab.root.parent / "empty"))
+            launcher.locator("button.flint-submit").click()
+            _wait_text(page, ".flint-flow-status", "failed:", 120, fail_on=("Completed",))
+            assert "starting" not in _text(page, ".flint-flow-status")
+            assert "no SB" in _text(page, ".flint-launcher .flint-errors .flint-error-line")
+            launcher.screenshot(path=shots / "09_launcher_failed.png")
+            param.fill(good_input)
 
             # clean up from the notebook: the last cell stops the launcher's server and the cluster
             page.locator(".jp-Notebook .jp-Cell").last.click()
@@ -356,6 +454,29 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             assert _text(page, ".flint-worker-count") == "0"
             servers = {p: c for p, c in processes_with_marker(lab.marker).items() if "prefect.server" in c}
             assert not servers, f"the launcher's Prefect server is still running: {servers}"
+
+            # submit after close (a fresh server and cluster from the 'local' preset), then Cancel
+            launcher.locator(".flint-flow-choice select").select_option("probe")
+            launcher.locator(".flint-cluster-choice select").select_option("yaml")
+            launcher.locator(".flint-param-out_dir input").fill(str(lab.root.parent / "work" / "probe"))
+            launcher.locator(".flint-param-n_beams input").fill("2")
+            launcher.locator(".flint-param-rounds input").fill("3")
+            launcher.locator(".flint-param-seconds input").fill("4")
+            launcher.locator("button.flint-submit").click()
+            page.wait_for_function("() => !!document.querySelector(\".flint-progress td[data-state='Running']\")", timeout=240_000)
+            marks["probe_running_after_close"] = time.monotonic() - t0
+            launcher.locator("button.flint-cancel").click()
+            _wait_text(page, ".flint-flow-status", "Cancelled", 120, fail_on=("Completed", "failed:"))
+            page.wait_for_timeout(5000)  # it stays Cancelled
+            assert "Cancelled" in _text(page, ".flint-flow-status")
+            assert launcher.locator("td[data-state='Running']").count() == 0
+            assert not list((lab.root.parent / "work" / "probe").glob("*round3*"))  # later rounds never ran
+            launcher.screenshot(path=shots / "10_launcher_cancelled.png")
+            page.locator(".jp-Notebook .jp-Cell").last.click()
+            page.keyboard.press("Shift+Enter")
+            _wait_text(page, ".flint-flow-status", "closed", 60)
+            left = {p: c for p, c in processes_with_marker(lab.marker).items() if "prefect.server" in c or "sleep" in c}
+            assert not left, f"processes left after cancel + close: {left}"
         except BaseException:
             _save_failure(page, shots, lab)
             raise

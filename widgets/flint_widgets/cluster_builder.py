@@ -284,6 +284,7 @@ class ClusterBuilder:
         self._updating = False
 
         self.platform = w.Dropdown(options=list(PLATFORMS), value=platform, description="platform")
+        self.platform.add_class("flint-platform")
         self.preset = w.Dropdown(options=example_specs(), description="preset")
         self.use_preset = w.Button(description="Use preset", icon="download")
         self.address = w.Text(description="address", placeholder="tcp://10.0.0.5:8786")

@@ -209,6 +209,9 @@ class FlowLauncher:
         self.table.add_class("flint-progress-table")
         self.log = LogPane(("prefect", "flint", "httpx"), "flow log")
 
+        self.flow.add_class("flint-flow-choice")
+        self.cluster_choice.add_class("flint-cluster-choice")
+        self.cluster_yaml.add_class("flint-cluster-yaml")
         self.submit_button.add_class("flint-submit")
         self.cancel_button.add_class("flint-cancel")
         self.flow.observe(guarded(self.errors, "flow")(lambda _c: self._build_forms()), names="value")
