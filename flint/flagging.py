@@ -8,7 +8,8 @@ Two kinds of flags, both only ever *added* to the existing ones (OR) unless
   and ``FLAG_ROW``;
 * RFI found by AOFlagger (PyPI ``aoflagger`` bindings) with flint's ASKAP strategy
   (``flint/data/aoflagger/askap.lua``) or a strategy file of your own, run per baseline
-  on time chunks of the data.
+  on each baseline's whole time range (or a time window): the data are reordered baseline
+  by baseline through a scratch file, so memory stays bounded whatever the MS's size.
 
 The FLAG column is rewritten through a temporary column renamed into place at the end,
 so an error leaves the MS's flags as they were.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,7 @@ from flint.errors import FlintInputError, FlintOptionsError
 from flint.ms import MS, open_table
 from flint.options import BaseOptions
 
-__all__ = ["FlagOptions", "FlagResult", "run_flagging", "default_strategy", "aoflag_baselines", "fill_flagged"]
+__all__ = ["FlagOptions", "FlagResult", "run_flagging", "flag_ms", "default_strategy", "calibrator_strategy", "aoflag_baselines", "fill_flagged"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,11 @@ logger = logging.getLogger(__name__)
 def default_strategy() -> Path:
     """Path of flint's packaged AOFlagger strategy for ASKAP-like data."""
     return Path(__file__).resolve().parent / "data" / "aoflagger" / "askap.lua"
+
+
+def calibrator_strategy() -> Path:
+    """Path of flint's AOFlagger strategy for calibrated residuals of a calibrator (noise plus RFI)."""
+    return default_strategy().with_name("calibrator.lua")
 
 
 class FlagOptions(BaseOptions):
@@ -75,10 +82,19 @@ class FlagOptions(BaseOptions):
     """Divide each baseline by its median amplitude spectrum (over time) before AOFlagger:
     for raw data with strong bandpass structure (e.g. the calibrator before calibration).
     RFI present in a channel for more than half of the time is then missed."""
+    subtract_time_median: bool = False
+    """Subtract each baseline's median over time (per channel and correlation, real and imaginary
+    parts) before AOFlagger: for calibrated residuals whose gain errors are constant in time."""
     clear_existing: bool = False
     """Discard the existing flags first (default: keep them; new flags are OR-ed in)."""
     max_rows_per_chunk: int | None = Field(default=None, ge=1)
     """Rows read at a time (whole integrations); default sized to ~100 MB of visibilities."""
+    time_window_s: float | None = Field(default=None, gt=0.0)
+    """Length of time AOFlagger sees of each baseline at once (s); None: the whole observation.
+    Windows shorter than ~15 min judge slowly varying and long broadband RFI on too little data."""
+    scratch_dir: Path | None = None
+    """Folder for the baseline-ordered scratch copy of one window's visibilities (as large as the
+    data column of the window; removed at the end); default next to the MS."""
 
 
 @dataclass(frozen=True)
@@ -132,21 +148,11 @@ def aoflag_baselines(
     ``(baseline, time, chan)`` flags: the input flags OR what AOFlagger found.
     """
     nbl, nt, nc, ncorr = cube.shape
-    if ncorr not in (1, 2, 4):
-        raise FlintInputError(f"AOFlagger needs 1, 2 or 4 correlations; got {ncorr}")
-    images = flagger.make_image_set(nt, nc, 2 * ncorr)
-    mask = flagger.make_flag_mask(nt, nc, False)
+    runner = _BaselineFlagger(flagger, strategy, nt, nc, ncorr)
     out = flags.copy()
     for b in range(nbl):
-        if flags[b].all():
-            continue
-        data = fill_flagged(cube[b], flags[b])
-        for k in range(ncorr):
-            images.set_image_buffer(2 * k, np.ascontiguousarray(data[..., k].real.T, dtype=np.float64))
-            images.set_image_buffer(2 * k + 1, np.ascontiguousarray(data[..., k].imag.T, dtype=np.float64))
-        mask.set_buffer(np.ascontiguousarray(flags[b].T))
-        result = strategy.run(images, mask)
-        out[b] |= result.get_buffer().T
+        if not flags[b].all():
+            out[b] = runner.run(cube[b], flags[b])
     return out
 
 
@@ -204,14 +210,17 @@ def _antenna_ids(layout: MSLayout, antennas: tuple[str, ...]) -> set[int]:
     return ids
 
 
-def _time_chunks(layout: MSLayout, time_col: NDArray[np.float64], max_rows: int) -> list[NDArray[np.int64] | tuple[int, int]]:
-    """Row sets holding whole integrations, at most ``max_rows`` rows each (at least one time)."""
+def _time_chunks(
+    layout: MSLayout, time_col: NDArray[np.float64], max_rows: int, times: NDArray[np.float64] | None = None
+) -> list[NDArray[np.int64] | tuple[int, int]]:
+    """Row sets holding whole integrations of ``times`` (default all), at most ``max_rows`` rows each (at least one time)."""
+    times = layout.times if times is None else times
     rows_per_time = max(1, layout.n_rows // max(len(layout.times), 1))
     per = max(1, max_rows // rows_per_time)
     chunks: list[NDArray[np.int64] | tuple[int, int]] = []
-    for i in range(0, len(layout.times), per):
-        t_lo = layout.times[i]
-        t_hi = layout.times[min(i + per, len(layout.times)) - 1]
+    for i in range(0, len(times), per):
+        t_lo = times[i]
+        t_hi = times[min(i + per, len(times)) - 1]
         if layout.time_sorted:
             lo = int(np.searchsorted(time_col, t_lo, side="left"))
             hi = int(np.searchsorted(time_col, t_hi, side="right"))
@@ -221,8 +230,25 @@ def _time_chunks(layout: MSLayout, time_col: NDArray[np.float64], max_rows: int)
     return chunks
 
 
+def _time_windows(times: NDArray[np.float64], window_s: float | None) -> list[NDArray[np.float64]]:
+    """Consecutive groups of ``times`` spanning at most ``window_s`` each (all of them for ``None``)."""
+    if window_s is None or len(times) == 0:
+        return [times]
+    idx = np.floor((times - times[0]) / window_s).astype(np.int64)
+    return [times[idx == k] for k in np.unique(idx)]
+
+
+#: a visibility transform for the AOFlagger input: chunk columns -> (visibilities, samples to flag)
+Transform = Callable[[dict[str, Any]], tuple[NDArray[np.complexfloating], NDArray[np.bool_]]]
+
+
 def run_flagging(ms: MS | str | os.PathLike[str], options: FlagOptions | None = None) -> FlagResult:
     """Flag bad data and RFI in a Measurement Set (flags are OR-ed with the existing ones).
+
+    AOFlagger sees each baseline's whole time range (or ``time_window_s``): the data are
+    read in time chunks of bounded size, rearranged baseline by baseline into a scratch
+    file next to the MS (as large as the data column of one window), flagged one
+    baseline at a time, and the flags written back in time chunks.
 
     Parameters
     ----------
@@ -243,7 +269,15 @@ def run_flagging(ms: MS | str | os.PathLike[str], options: FlagOptions | None = 
     FlintInputError
         Missing or invalid strategy file.
     """
-    opts = options or FlagOptions()
+    return flag_ms(ms, options or FlagOptions())
+
+
+def flag_ms(ms: MS | str | os.PathLike[str], opts: FlagOptions, transform: Transform | None = None) -> FlagResult:
+    """:func:`run_flagging` with an optional ``transform`` of what AOFlagger sees.
+
+    ``transform`` gets each chunk's columns (``opts.column`` among them) and returns the
+    visibilities to flag (e.g. calibrated residuals) and samples to flag outright.
+    """
     ms = MS.cast(ms)
     layout = read_layout(ms, opts.column, linear=False)
     ant_ids = _antenna_ids(layout, opts.antennas)
@@ -256,24 +290,35 @@ def run_flagging(ms: MS | str | os.PathLike[str], options: FlagOptions | None = 
     if 2 * opts.edge_channels >= nc and opts.edge_channels > 0:
         raise FlintOptionsError(f"--edge-channels {opts.edge_channels} would flag all {nc} channels of {ms.path}; give fewer")
     need_data = opts.aoflagger or opts.flag_nan_zero
-    before = after = total = 0
+    counts = np.zeros(3, dtype=np.int64)  # before, after, total
     with open_table(ms.path, mode="rw") as tab:
         time_col = tab.getcol("TIME")
         max_rows = opts.max_rows_per_chunk or rows_per_chunk(layout)
-        chunks = _time_chunks(layout, time_col, max_rows)
-        has_flag_row = "FLAG_ROW" in tab.colnames()
+        cols = ["ANTENNA1", "ANTENNA2", "TIME", "FLAG", "UVW"] + (["FLAG_ROW"] if "FLAG_ROW" in tab.colnames() else [])
+        if need_data:
+            cols.append(opts.column)
         with ReplaceColumn(tab, "FLAG", like="FLAG") as tmp:
-            for rows in chunks:
-                cols = ["ANTENNA1", "ANTENNA2", "TIME", "FLAG", "UVW"] + (["FLAG_ROW"] if has_flag_row else [])
-                if need_data:
-                    cols.append(opts.column)
-                d = read_rows(tab, cols, rows)
-                old = d["FLAG"]
-                before += int(old.sum())
-                total += old.size
-                new = _flag_chunk(d, opts, layout, ant_ids, flagger, strategy)
-                after += int(new.sum())
-                write_rows(tab, tmp, new, rows)
+            if not opts.aoflagger:
+                for rows in _time_chunks(layout, time_col, max_rows):
+                    d = read_rows(tab, cols, rows)
+                    new = _sample_flags(d, opts, layout, ant_ids)
+                    _count(counts, d["FLAG"], new)
+                    write_rows(tab, tmp, np.repeat(new[:, :, None], d["FLAG"].shape[2], axis=2), rows)
+            else:
+                baselines = _cross_baselines(tab, layout.n_antennas)
+                for times in _time_windows(layout.times, opts.time_window_s):
+                    chunks = _time_chunks(layout, time_col, max_rows, times)
+                    with _Scratch(opts.scratch_dir or ms.path.parent, layout.n_antennas, int(baselines.max()) + 1, len(times), nc, len(layout.corr_types)) as scr:
+                        for rows in chunks:
+                            d = read_rows(tab, cols, rows)
+                            scr.put_chunk(d, _sample_flags(d, opts, layout, ant_ids), opts.column, baselines, times, transform)
+                        scr.flag_baselines(flagger, strategy, opts.flatten_spectrum, opts.subtract_time_median)
+                        for rows in chunks:
+                            d = read_rows(tab, ["ANTENNA1", "ANTENNA2", "TIME", "FLAG"], rows)
+                            new = scr.get_chunk(d, baselines, times)
+                            _count(counts, d["FLAG"], new)
+                            write_rows(tab, tmp, np.repeat(new[:, :, None], d["FLAG"].shape[2], axis=2), rows)
+    before, after, total = (int(c) for c in counts)
     res = FlagResult(
         ms=ms,
         flagged_before=before / max(total, 1),
@@ -285,18 +330,141 @@ def run_flagging(ms: MS | str | os.PathLike[str], options: FlagOptions | None = 
     return res
 
 
-def _flag_chunk(
-    d: dict[str, Any],
-    opts: FlagOptions,
-    layout: MSLayout,
-    ant_ids: set[int],
-    flagger: Any,
-    strategy: Any,
-) -> NDArray[np.bool_]:
-    """New ``(row, chan, corr)`` flags of one chunk (without the old ones unless kept)."""
+def _count(counts: NDArray[np.int64], old: NDArray[np.bool_], new: NDArray[np.bool_]) -> None:
+    """Add flagged-before, flagged-after and total visibilities of a chunk (new flags cover all correlations)."""
+    counts += (int(old.sum()), int(new.sum()) * old.shape[2], old.size)
+
+
+def _cross_baselines(tab: Any, n_antennas: int) -> NDArray[np.int64]:
+    """``(n_antennas * n_antennas,)`` map of ``a1 * n + a2`` to a cross-baseline index (-1: none)."""
+    key = tab.getcol("ANTENNA1").astype(np.int64) * n_antennas + tab.getcol("ANTENNA2")
+    key = np.unique(key[tab.getcol("ANTENNA1") != tab.getcol("ANTENNA2")])
+    lut = np.full(n_antennas * n_antennas, -1, dtype=np.int64)
+    lut[key] = np.arange(len(key))
+    return lut
+
+
+class _Scratch:
+    """Baseline-major scratch files for one time window: visibilities and sample flags.
+
+    ``(baseline, time, chan, corr)`` complex64 and ``(baseline, time, chan)`` bool, written
+    and read with ``pwrite``/``pread`` (no memory map: the page cache is the kernel's, and
+    the process keeps only one chunk or one baseline in memory).
+    """
+
+    def __init__(self, where: Path, n_antennas: int, n_bl: int, n_t: int, n_c: int, n_corr: int) -> None:
+        self.where, self.shape, self.n_antennas = Path(where), (n_bl, n_t, n_c, n_corr), n_antennas
+
+    def __enter__(self) -> _Scratch:
+        import tempfile
+
+        self.dir = tempfile.TemporaryDirectory(prefix=".flint_flag_", dir=self.where)
+        self.vis = os.open(Path(self.dir.name) / "vis", os.O_RDWR | os.O_CREAT, 0o600)
+        self.flags = os.open(Path(self.dir.name) / "flags", os.O_RDWR | os.O_CREAT, 0o600)
+        self.rows = os.open(Path(self.dir.name) / "rows", os.O_RDWR | os.O_CREAT, 0o600)
+        self.row_offsets: list[int] = [0]
+        self.chunk_index = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in (self.vis, self.flags, self.rows):
+            os.close(fd)
+        self.dir.cleanup()
+
+    def _grid(self, d: dict[str, Any], baselines: NDArray[np.int64], times: NDArray[np.float64]) -> tuple[Any, Any, Any]:
+        bl = baselines[d["ANTENNA1"].astype(np.int64) * self.n_antennas + d["ANTENNA2"]]
+        cross = np.flatnonzero(bl >= 0)
+        t_idx = np.searchsorted(times, d["TIME"][cross])
+        return cross, bl[cross], t_idx
+
+    def put_chunk(
+        self, d: dict[str, Any], sample: NDArray[np.bool_], column: str, baselines: NDArray[np.int64],
+        times: NDArray[np.float64], transform: Transform | None,
+    ) -> None:
+        """Write a time chunk's cross-correlations into the baseline-major files."""
+        n_bl, n_t, nc, ncorr = self.shape
+        vis = d[column]
+        if transform is not None:
+            vis, bad = transform(d)
+            sample = sample | bad
+        os.pwrite(self.rows, np.ascontiguousarray(sample).tobytes(), self.row_offsets[-1])
+        self.row_offsets.append(self.row_offsets[-1] + sample.size)
+        cross, bl, t_idx = self._grid(d, baselines, times)
+        if len(cross) == 0:
+            return
+        t_lo = int(t_idx.min())
+        nt_c = int(t_idx.max()) - t_lo + 1
+        cube = np.zeros((n_bl, nt_c, nc, ncorr), dtype=np.complex64)
+        fl = np.ones((n_bl, nt_c, nc), dtype=bool)  # missing samples count as flagged
+        cube[bl, t_idx - t_lo] = np.where(np.isfinite(vis[cross]), vis[cross], 0)
+        fl[bl, t_idx - t_lo] = sample[cross]
+        vb, fb = nc * ncorr * 8, nc
+        for b in range(n_bl):
+            os.pwrite(self.vis, cube[b].tobytes(), (b * n_t + t_lo) * vb)
+            os.pwrite(self.flags, fl[b].tobytes(), (b * n_t + t_lo) * fb)
+
+    def flag_baselines(self, flagger: Any, strategy: Any, flatten: bool, subtract_median: bool = False) -> None:
+        """Run AOFlagger on each baseline's whole window; its flags replace the scratch flags."""
+        n_bl, n_t, nc, ncorr = self.shape
+        vb, fb = n_t * nc * ncorr * 8, n_t * nc
+        runner = _BaselineFlagger(flagger, strategy, n_t, nc, ncorr)
+        for b in range(n_bl):
+            fl = np.frombuffer(os.pread(self.flags, fb, b * fb), dtype=bool).reshape(n_t, nc)
+            if fl.all():
+                continue
+            cube = np.frombuffer(os.pread(self.vis, vb, b * vb), dtype=np.complex64).reshape(n_t, nc, ncorr)
+            if flatten:
+                cube = _flatten(cube[None], fl[None])[0]
+            if subtract_median:
+                cube = _subtract_median(cube, fl)
+            new = runner.run(cube, fl)
+            os.pwrite(self.flags, new.tobytes(), b * fb)
+
+    def get_chunk(self, d: dict[str, Any], baselines: NDArray[np.int64], times: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """``(row, chan)`` flags of the next time chunk (chunks are read back in the order written)."""
+        n_bl, n_t, nc, _ = self.shape
+        k = self.chunk_index
+        self.chunk_index += 1
+        lo, hi = self.row_offsets[k], self.row_offsets[k + 1]
+        out = np.frombuffer(os.pread(self.rows, hi - lo, lo), dtype=bool).reshape(-1, nc).copy()
+        cross, bl, t_idx = self._grid(d, baselines, times)
+        if len(cross) == 0:
+            return out
+        t_lo = int(t_idx.min())
+        nt_c = int(t_idx.max()) - t_lo + 1
+        fl = np.empty((n_bl, nt_c, nc), dtype=bool)
+        for b in range(n_bl):
+            fl[b] = np.frombuffer(os.pread(self.flags, nt_c * nc, (b * n_t + t_lo) * nc), dtype=bool).reshape(nt_c, nc)
+        out[cross] |= fl[bl, t_idx - t_lo]
+        return out
+
+
+class _BaselineFlagger:
+    """One AOFlagger image set reused for every baseline of a window."""
+
+    def __init__(self, flagger: Any, strategy: Any, n_t: int, n_c: int, n_corr: int) -> None:
+        if n_corr not in (1, 2, 4):
+            raise FlintInputError(f"AOFlagger needs 1, 2 or 4 correlations; got {n_corr}")
+        self.strategy, self.ncorr = strategy, n_corr
+        self.images = flagger.make_image_set(n_t, n_c, 2 * n_corr)
+        self.mask = flagger.make_flag_mask(n_t, n_c, False)
+
+    def run(self, cube: NDArray[np.complexfloating], flags: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """``(time, chan)`` flags: ``flags`` OR what AOFlagger finds in ``(time, chan, corr)`` ``cube``."""
+        data = fill_flagged(cube, flags)
+        for k in range(self.ncorr):
+            self.images.set_image_buffer(2 * k, np.ascontiguousarray(data[..., k].real.T, dtype=np.float64))
+            self.images.set_image_buffer(2 * k + 1, np.ascontiguousarray(data[..., k].imag.T, dtype=np.float64))
+        self.mask.set_buffer(np.ascontiguousarray(flags.T))
+        result = self.strategy.run(self.images, self.mask)
+        return np.asarray(flags | result.get_buffer().T)
+
+
+def _sample_flags(d: dict[str, Any], opts: FlagOptions, layout: MSLayout, ant_ids: set[int]) -> NDArray[np.bool_]:
+    """Deterministic ``(row, chan)`` flags of one chunk (with the old ones unless cleared)."""
     a1, a2 = d["ANTENNA1"], d["ANTENNA2"]
     old = d["FLAG"]
-    nrow, nc, ncorr = old.shape
+    nrow, nc, _ = old.shape
     sample = np.zeros((nrow, nc), dtype=bool)  # flags all correlations
     if not opts.clear_existing:
         sample |= old.any(axis=-1)
@@ -314,9 +482,18 @@ def _flag_chunk(
     if opts.edge_channels:
         sample[:, : opts.edge_channels] = True
         sample[:, nc - opts.edge_channels :] = True
-    if opts.aoflagger:
-        sample = _aoflag_rows(d, opts.column, sample, flagger, strategy, opts.flatten_spectrum)
-    return np.repeat(sample[:, :, None], ncorr, axis=2)
+    return sample
+
+
+def _subtract_median(cube: NDArray[np.complex64], flags: NDArray[np.bool_]) -> NDArray[np.complex64]:
+    """``(time, chan, corr)`` minus its median unflagged value over time (real and imaginary parts)."""
+    import warnings
+
+    masked = np.where(flags[..., None], np.nan + 0j, cube)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        med = np.nanmedian(masked.real, axis=0) + 1j * np.nanmedian(masked.imag, axis=0)
+    return (cube - np.where(np.isfinite(med), med, 0)).astype(np.complex64)
 
 
 def _flatten(cube: NDArray[np.complex64], flags: NDArray[np.bool_]) -> NDArray[np.complex64]:
@@ -329,28 +506,3 @@ def _flatten(cube: NDArray[np.complex64], flags: NDArray[np.bool_]) -> NDArray[n
         med = np.nanmedian(amp, axis=1, keepdims=True)
     med = np.where(np.isfinite(med) & (med > 0), med, 1.0)
     return (cube / med).astype(np.complex64)
-
-
-def _aoflag_rows(
-    d: dict[str, Any], column: str, sample: NDArray[np.bool_], flagger: Any, strategy: Any, flatten: bool = False
-) -> NDArray[np.bool_]:
-    """Arrange rows as (baseline, time) images, run AOFlagger, scatter the flags back."""
-    a1, a2, t = d["ANTENNA1"], d["ANTENNA2"], d["TIME"]
-    cross = a1 != a2
-    if not cross.any():
-        return sample
-    rows = np.flatnonzero(cross)
-    bl_key = a1[rows].astype(np.int64) * 100000 + a2[rows]
-    bls, bl_idx = np.unique(bl_key, return_inverse=True)
-    times, t_idx = np.unique(t[rows], return_inverse=True)
-    vis = d[column]
-    cube = np.zeros((len(bls), len(times), vis.shape[1], vis.shape[2]), dtype=np.complex64)
-    fl = np.ones((len(bls), len(times), vis.shape[1]), dtype=bool)  # missing samples count as flagged
-    cube[bl_idx, t_idx] = np.where(np.isfinite(vis[rows]), vis[rows], 0)
-    fl[bl_idx, t_idx] = sample[rows]
-    if flatten:
-        cube = _flatten(cube, fl)
-    new = aoflag_baselines(cube, fl, flagger, strategy)
-    out = sample.copy()
-    out[rows] |= new[bl_idx, t_idx]
-    return out

@@ -338,7 +338,8 @@ def amplitude_outliers(gains: Complex, nsigma: float, min_fraction: float = 0.05
     """Flag channels whose amplitude departs from a running median along the channel axis.
 
     ``gains`` is ``(interval, chan, pol, ant)``. A channel is an outlier when its
-    amplitude differs from the median of its ``window`` neighbours by more than
+    amplitude differs from the median of a ``window``-channel window around it (shifted
+    inside the band at the edges) by more than
     ``nsigma`` robust standard deviations and by more than ``min_fraction`` of the
     median amplitude.
     """
@@ -346,9 +347,11 @@ def amplitude_outliers(gains: Complex, nsigma: float, min_fraction: float = 0.05
     nc = amp.shape[1]
     if nc < 5:
         return np.zeros(gains.shape, dtype=bool)
-    half = max(1, min(window, nc) // 2)
-    padded = np.pad(amp, ((0, 0), (half, half), (0, 0), (0, 0)), mode="reflect")
-    stack = np.stack([padded[:, i : i + nc] for i in range(2 * half + 1)])
+    # each channel's window: the ``width`` channels centred on it, shifted inside the band at its
+    # edges (a reflected window repeats the edge channels and biases the median of a curved bandpass)
+    width = min(2 * max(1, window // 2) + 1, nc)
+    first = np.clip(np.arange(nc) - width // 2, 0, nc - width)
+    stack = np.stack([amp[:, first + i] for i in range(width)])
     with np.errstate(all="ignore"):
         import warnings
 

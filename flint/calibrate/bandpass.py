@@ -1,28 +1,30 @@
 """Bandpass calibration against PKS B1934-638.
 
 Per-antenna, per-channel XX/YY gains are solved against the Reynolds (1994) flux model
-of PKS B1934-638 (a point source at the phase centre), with the flag -> solve -> apply
--> flag rounds AO ``calibrate`` users run: flag the raw data, solve, write
-``CORRECTED_DATA``, flag that (RFI stands out once the bandpass is removed), solve
-again. Flags are only added. The solutions are written in the AO format.
+of PKS B1934-638 (a point source at the phase centre), with the flag -> solve -> flag -> solve
+rounds AO ``calibrate`` users run: flag the raw data's bad samples, solve, run AOFlagger
+on the calibrated residuals (data / gains - model: RFI stands out once the calibrator and
+the bandpass are removed; computed on the fly, one AOFlagger pass per round), solve again. Flags are only added. The solutions are written in the AO format.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from flint import _askap
+from flint.calibrate import _solver
 from flint.calibrate._checks import require_sky_frame
-from flint.calibrate._msdata import read_layout
+from flint.calibrate._msdata import MSLayout, read_layout
 from flint.calibrate._solve_ms import SolveSpec, resolve_antenna, solve_ms
-from flint.calibrate.aocal import write_solutions
-from flint.calibrate.apply import apply_solutions
+from flint.calibrate.aocal import AOSolutions, write_solutions
 from flint.calibrate.fields import FieldChoice, choose_bandpass_field
 from flint.errors import FlintInputError, FlintMSError
 from flint.ms import MS, open_table
@@ -43,9 +45,12 @@ class BandpassOptions(BaseOptions):
     ref_antenna: int | str = 0
     """Reference antenna (index or name): its phase is set to zero in every channel."""
     preflag: bool = True
-    """Flag the data column (deterministic flags + AOFlagger on the spectrum-flattened data) before the first solve."""
+    """Flag the data column before the first solve (deterministic flags: NaN/zero samples, zero UVW)."""
+    preflag_aoflagger: bool = False
+    """Also run AOFlagger in the preflag, on the spectrum-flattened raw data (a second AOFlagger
+    pass; the flag rounds on the calibrated residuals find the RFI without it)."""
     flag_rounds: int = Field(default=1, ge=0, le=10)
-    """Rounds of apply -> flag CORRECTED_DATA -> solve again after the first solve."""
+    """Rounds of AOFlagger on the calibrated residuals (data / gains - model) -> solve again after the first solve."""
     aoflagger: bool = True
     """Use AOFlagger in the flagging steps (otherwise only the deterministic flags)."""
     strategy: Path | None = None
@@ -163,7 +168,7 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
     import time
 
     from flint.calibrate.plot import plot_solutions
-    from flint.flagging import FlagOptions, run_flagging
+    from flint.flagging import FlagOptions, calibrator_strategy, flag_ms, run_flagging
     from flint.ms import summarise
 
     layout = read_layout(work, opts.column)
@@ -191,11 +196,15 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
     flag_opts = FlagOptions(column=opts.column, aoflagger=opts.aoflagger, strategy=opts.strategy)
     if opts.preflag:
         # raw calibrator data carry the full bandpass: flatten it so AOFlagger sees RFI, not ripple
-        run_flagging(work, flag_opts.with_options(flatten_spectrum=True))
-    outcome = solve_ms(layout, spec)
+        run_flagging(work, flag_opts.with_options(aoflagger=opts.aoflagger and opts.preflag_aoflagger, flatten_spectrum=True))
+    # before a flag round, keep every solution: the residuals of a flagged one could not be judged
+    first = spec if opts.flag_rounds == 0 else replace(spec, min_snr=0.0, outlier_nsigma=None)
+    outcome = solve_ms(layout, first)
     for i in range(opts.flag_rounds):
-        apply_solutions(layout, outcome.solutions, opts.column, "CORRECTED_DATA", flag_bad_solutions=False)
-        fr = run_flagging(work, flag_opts.with_options(column="CORRECTED_DATA", flag_zero_uvw=False))
+        # AOFlagger on the calibrated residuals (data / gains - model), computed on the fly: noise
+        # plus RFI, with the calibrator and the bandpass gone; nothing but FLAG is written
+        residual = _residuals(layout, outcome.solutions, spec.model_spectrum, opts.column)
+        fr = flag_ms(work, flag_opts.with_options(strategy=opts.strategy or calibrator_strategy(), flag_zero_uvw=False, subtract_time_median=True), residual)
         if fr.flagged_after - fr.flagged_before > 0.1:
             logger.warning(
                 "%s: flag round %d flagged %.1f%% more of the calibrator's data (%.1f%% -> %.1f%%); "
@@ -221,3 +230,18 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
         field_id=choice.field_id,
         field_reason=choice.reason,
     )
+
+
+def _residuals(layout: MSLayout, sols: AOSolutions, spectrum: Any, column: str) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
+    """Transform for :func:`flint.flagging.flag_ms`: ``column`` corrected by ``sols`` minus the point-source model."""
+    x, y = layout.xx_yy
+
+    def transform(d: dict[str, Any]) -> tuple[Any, Any]:
+        iv = sols.interval_of(d["TIME"], layout.times)
+        res, bad = _solver.correct_visibilities(d[column], sols.jones, iv, d["ANTENNA1"], d["ANTENNA2"], layout.corr_types)
+        res[..., x] -= spectrum.astype(np.float32)
+        res[..., y] -= spectrum.astype(np.float32)
+        res[bad] = 0
+        return res, bad
+
+    return transform

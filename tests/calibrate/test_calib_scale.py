@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from flint.calibrate._msdata import read_layout
-from flint.calibrate._solve_ms import SolveSpec, SolveOutcome, solve_ms
+from flint.calibrate._solve_ms import SolveOutcome, SolveSpec, solve_ms
 from flint.calibrate._solver import Accumulator
 from flint.ms import MS, add_column, open_table
 from flint.sim import SimResult
