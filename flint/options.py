@@ -8,6 +8,9 @@ naming the field.
 
 from __future__ import annotations
 
+import ast
+import sys
+import threading
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -15,6 +18,31 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from flint.errors import FlintOptionsError
 
 __all__ = ["BaseOptions", "format_validation_error"]
+
+# CPython < 3.13 keeps the AST converter's recursion depth in shared module state, so two
+# threads inside ``ast.parse`` at once can raise "SystemError: AST constructor recursion
+# depth mismatch" (python/cpython gh-106905). pydantic calls ``ast.parse`` whenever an
+# options class is built (``use_attribute_docstrings``), and a Dask worker builds them on
+# its event-loop thread (unpickling results) while a task imports flint on another: a lost
+# result re-ran a stage in the worker-fault test. Serialise ``ast.parse`` process-wide.
+_AST_LOCK = threading.RLock()
+
+
+def _install_ast_lock() -> None:
+    if sys.version_info >= (3, 13) or getattr(ast.parse, "_flint_locked", False):
+        return
+    unlocked = ast.parse
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with _AST_LOCK:
+            return unlocked(*args, **kwargs)
+
+    parse._flint_locked = True  # type: ignore[attr-defined]
+    parse.__doc__ = unlocked.__doc__
+    ast.parse = parse  # type: ignore[assignment]
+
+
+_install_ast_lock()
 
 
 def format_validation_error(exc: ValidationError, where: str = "") -> str:
