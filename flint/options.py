@@ -39,7 +39,7 @@ def _install_ast_lock() -> None:
 
     parse._flint_locked = True  # type: ignore[attr-defined]
     parse.__doc__ = unlocked.__doc__
-    ast.parse = parse  # type: ignore[assignment]
+    ast.parse = parse
 
 
 _install_ast_lock()
