@@ -289,6 +289,8 @@ def flag_ms(ms: MS | str | os.PathLike[str], opts: FlagOptions, transform: Trans
     nc = layout.n_channels
     if 2 * opts.edge_channels >= nc and opts.edge_channels > 0:
         raise FlintOptionsError(f"--edge-channels {opts.edge_channels} would flag all {nc} channels of {ms.path}; give fewer")
+    if opts.aoflagger:
+        _check_scratch(opts, ms, layout)
     need_data = opts.aoflagger or opts.flag_nan_zero
     counts = np.zeros(3, dtype=np.int64)  # before, after, total
     with open_table(ms.path, mode="rw") as tab:
@@ -328,6 +330,23 @@ def flag_ms(ms: MS | str | os.PathLike[str], opts: FlagOptions, transform: Trans
     )
     logger.info("%s: flagged %.2f%% -> %.2f%%", ms.path, 100 * res.flagged_before, 100 * res.flagged_after)
     return res
+
+
+def _check_scratch(opts: FlagOptions, ms: MS, layout: MSLayout) -> None:
+    """The scratch folder exists and has room for one window's visibilities."""
+    import shutil
+
+    where = opts.scratch_dir or ms.path.parent
+    if not Path(where).is_dir():
+        raise FlintOptionsError(f"--scratch-dir {where}: no such folder; create it or give another")
+    longest = max(len(t) for t in _time_windows(layout.times, opts.time_window_s))
+    need = layout.n_rows * longest // max(len(layout.times), 1) * layout.n_channels * (len(layout.corr_types) * 8 + 2)
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise FlintOptionsError(
+            f"{ms.path}: flagging needs {need / 1e9:.1f} GB of scratch space in {where} ({free / 1e9:.1f} GB free); "
+            "give a folder with room to --scratch-dir, or a shorter --time-window-s"
+        )
 
 
 def _count(counts: NDArray[np.int64], old: NDArray[np.bool_], new: NDArray[np.bool_]) -> None:

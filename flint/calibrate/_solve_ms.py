@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 C_LIGHT = 299792458.0
 
+#: default normal-equation memory per block of solution intervals (bytes)
+ACCUMULATOR_BYTES = 64 * 1024**2
+
 
 @dataclass(frozen=True)
 class SolveSpec:
@@ -49,7 +52,7 @@ class SolveSpec:
     min_snr: float = 0.0
     outlier_nsigma: float | None = None
     model_column: str = "MODEL_DATA"
-    max_accumulator_bytes: int = 64 * 1024**2
+    max_accumulator_bytes: int = ACCUMULATOR_BYTES
     """Normal-equation memory per block of solution intervals (at least one interval per block)."""
 
 
