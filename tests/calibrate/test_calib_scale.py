@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 from flint.calibrate._msdata import read_layout
-from flint.calibrate._solve_ms import ACCUMULATOR_BYTES, SolveOutcome, SolveSpec, interval_blocks, solve_ms
+from flint.calibrate._solve_ms import (
+    ACCUMULATOR_BYTES,
+    SolveOutcome,
+    SolveSpec,
+    interval_blocks,
+    solve_ms,
+)
 from flint.calibrate._solver import Accumulator
 from flint.flagging import FlagOptions, run_flagging
 from flint.ms import MS, add_column, open_table
