@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from flint.errors import FlintInputError, FlintOptionsError
+from flint.io import load_yaml_text
 
 __all__ = [
     "NotebookParameter",
@@ -389,10 +390,7 @@ def collect_parameters(
             if not p.is_file():
                 raise FlintInputError(f"parameters file {p} does not exist")
             text, label = p.read_text(encoding="utf-8"), str(p)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise FlintInputError(f"{label}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = load_yaml_text(text, label)
         if data is None:
             continue
         if not isinstance(data, dict):

@@ -53,7 +53,7 @@ from flint.errors import (
     FlintInputError,
     FlintOptionsError,
 )
-from flint.io import atomic_path, atomic_write_text, remove_path
+from flint.io import atomic_path, atomic_write_text, load_yaml_file, remove_path
 from flint.options import BaseOptions
 from flint.runner import run_command
 
@@ -171,10 +171,7 @@ def _safe_name(stem: str) -> str:
 def _load_cluster_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FlintInputError(f"cluster YAML {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise FlintConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = load_yaml_file(path)
     if not isinstance(data, dict):
         raise FlintConfigError(f"{path}: expected a mapping with 'cluster_class' and 'cluster_kwargs'")
     kwargs = data.get("cluster_kwargs", {}) or {}
