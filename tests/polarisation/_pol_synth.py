@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
@@ -60,3 +61,13 @@ def write_catalogue(path: Path, rows: list[dict[str, float]]) -> Path:
         lines.append(",".join(str(vals[c]) for c in cols))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run ``flint argv`` in-process; it must fail with exactly one line on stderr (no traceback)."""
+    from flint.cli import main
+
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    return err[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _pol_synth import DEC0, RA0, blob, header, sky_of, write, write_catalogue
+from _pol_synth import DEC0, RA0, blob, header, one_error_line, sky_of, write, write_catalogue
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
@@ -106,47 +106,41 @@ def test_leakage_cube_iquv_per_channel(tmp_path: Path) -> None:
     assert res.figure.is_file()
 
 
-def _one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    assert main(argv) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Traceback" not in err[0]
-    return err[0]
-
 
 def test_leakage_mismatched_grids_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     vpath, _, cat = _field(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
     _, ipath_small, _ = _field(other, n=120)
-    line = _one_error_line(capsys, ["leakage", str(vpath), str(ipath_small), str(cat)])
+    line = one_error_line(capsys, ["leakage", str(vpath), str(ipath_small), str(cat)])
     assert str(vpath) in line and str(ipath_small) in line and "120x120" in line
     moved = tmp_path / "moved"
     moved.mkdir()
     _, ipath_moved, _ = _field(moved, ra=RA0 + 1.0)
-    line = _one_error_line(capsys, ["leakage", str(vpath), str(ipath_moved), str(cat)])
+    line = one_error_line(capsys, ["leakage", str(vpath), str(ipath_moved), str(cat)])
     assert str(vpath) in line and str(ipath_moved) in line and "CRVAL1" in line
     assert not list(tmp_path.glob("*.leakage.*"))
 
 
 def test_leakage_unhappy_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     vpath, ipath, cat = _field(tmp_path)
-    line = _one_error_line(capsys, ["leakage", str(ipath), str(ipath), str(cat)])
+    line = one_error_line(capsys, ["leakage", str(ipath), str(ipath), str(cat)])
     assert "holds Stokes I, not V" in line and "IMAGE_V" in line
     cube_hdr = header(N, PIX, [887e6, 888e6], [4])
     cube = write(tmp_path / "v.cube.fits", np.zeros((1, 2, N, N)), cube_hdr)
-    line = _one_error_line(capsys, ["leakage", str(cube), str(ipath), str(cat)])
+    line = one_error_line(capsys, ["leakage", str(cube), str(ipath), str(cat)])
     assert "2 channel(s)" in line and str(cube) in line
     bad_cat = tmp_path / "bad.csv"
     bad_cat.write_text("x,y\n1,2\n")
-    line = _one_error_line(capsys, ["leakage", str(vpath), str(ipath), str(bad_cat)])
+    line = one_error_line(capsys, ["leakage", str(vpath), str(ipath), str(bad_cat)])
     assert "no ra/dec columns" in line
-    line = _one_error_line(capsys, ["leakage", str(vpath), str(ipath), str(cat), "--min-snr", "1e7"])
+    line = one_error_line(capsys, ["leakage", str(vpath), str(ipath), str(cat), "--min-snr", "1e7"])
     assert "--min-snr" in line
     assert not list(tmp_path.glob("*.leakage.*"))
     assert main(["leakage", str(vpath), str(ipath), str(cat)]) == 0
     table = tmp_path / "beam00.v.image.leakage.csv"
     before = table.read_bytes()
-    line = _one_error_line(capsys, ["leakage", str(vpath), str(ipath), str(cat), "--isolation-deg", "0"])
+    line = one_error_line(capsys, ["leakage", str(vpath), str(ipath), str(cat), "--isolation-deg", "0"])
     assert "--overwrite" in line and table.read_bytes() == before
     assert main(["leakage", str(vpath), str(ipath), str(cat), "--isolation-deg", "0", "--overwrite"]) == 0
     assert len(Table.read(table, format="ascii.csv")) == 5  # D and E count once isolation is off

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _pol_synth import C, blob, header, sky_of, write, write_catalogue
+from _pol_synth import C, blob, header, one_error_line, sky_of, write, write_catalogue
 from astropy.io import fits
 from astropy.table import Table
 
@@ -83,22 +83,16 @@ def test_rmsynth_blocks_do_not_change_the_answer(tmp_path: Path) -> None:
     assert fits.getheader(big.rm_map)["BUNIT"] == "rad/m2"
 
 
-def _one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    assert main(argv) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Traceback" not in err[0]
-    return err[0]
-
 
 def test_rmsynth_unhappy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     q, u, i, cat = _cubes(tmp_path)
-    assert "holds Stokes U, not Q" in _one_error_line(capsys, ["rmsynth", str(u), str(u)])
+    assert "holds Stokes U, not Q" in one_error_line(capsys, ["rmsynth", str(u), str(u)])
     short = write(tmp_path / "short.u.fits", np.zeros((1, 3, N, N)), header(N, PIX, FREQS[:3], [3]))
-    line = _one_error_line(capsys, ["rmsynth", str(q), str(short)])
+    line = one_error_line(capsys, ["rmsynth", str(q), str(short)])
     assert str(q) in line and str(short) in line and "channel" in line
     flat = write(tmp_path / "mfs.q.fits", np.zeros((1, 1, N, N)), header(N, PIX, FREQS[:1], [2]))
     flat_u = write(tmp_path / "mfs.u.fits", np.zeros((1, 1, N, N)), header(N, PIX, FREQS[:1], [3]))
-    assert "2 or more channels" in _one_error_line(capsys, ["rmsynth", str(flat), str(flat_u)])
+    assert "2 or more channels" in one_error_line(capsys, ["rmsynth", str(flat), str(flat_u)])
     assert not list(tmp_path.glob("*.pi.fits"))
     assert main(["rmsynth", str(q), str(u)]) == 0
-    assert "--overwrite" in _one_error_line(capsys, ["rmsynth", str(q), str(u)])
+    assert "--overwrite" in one_error_line(capsys, ["rmsynth", str(q), str(u)])
