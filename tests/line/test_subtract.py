@@ -166,3 +166,18 @@ def test_subtract_channel_models(tmp_path: Path, sim_field_ideal: SimResult, sim
     assert np.max(np.abs(model - ref)) < 1e-3 * np.max(np.abs(ref))
     print(f"channel models: rms {res.rms_in_jy:.4f} -> {res.rms_out_jy:.4f} Jy")
     assert res.rms_out_jy < 1.02 * sim_options.noise_jy < res.rms_in_jy
+
+
+def test_subtract_wsclean_failure_leaves_no_column(tmp_path: Path, imaged: Imaged, capsys: pytest.CaptureFixture[str]) -> None:
+    """A WSClean that fails: non-zero exit, its message, and no new column in the MS."""
+    fake = tmp_path / "bad-wsclean"
+    fake.write_text("#!/bin/sh\necho 'predict went wrong' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    ms = writable_copy(imaged.ms, tmp_path)
+    before = _columns(ms)
+    argv = ["subtract", str(ms.path), "--model-prefix", str(imaged.prefix), "--wsclean-binary", str(fake)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "exited with status 3" in err and "predict went wrong" in err and "Traceback" not in err
+    assert _columns(ms) == before
+    assert not list(tmp_path.glob(".*.predict"))

@@ -96,3 +96,17 @@ def test_rmsynth_unhappy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert not list(tmp_path.glob("*.pi.fits"))
     assert main(["rmsynth", str(q), str(u)]) == 0
     assert "--overwrite" in one_error_line(capsys, ["rmsynth", str(q), str(u)])
+
+
+def test_rmsynth_iquv_cube_with_blank_channel(tmp_path: Path) -> None:
+    """One IQUV cube given as Q and U and I; a blank (NaN) channel gets no weight."""
+    q, u, i, cat = _cubes(tmp_path)
+    data = np.concatenate([fits.getdata(p) for p in (i, q, u)])  # (stokes, chan, y, x)
+    data[:, 7] = np.nan
+    cube = write(tmp_path / "beam00.iqu.cube.fits", data, header(N, PIX, FREQS, [1, 2, 3]))
+    r = run_rmsynth(cube, cube, RMSynthOptions(), i_cube=cube, catalogue=cat)
+    assert r.n_channels == 35
+    tab = Table.read(r.table, format="ascii.csv")
+    for row, (_, _, _, frac, rm, _) in zip(tab, SOURCES, strict=True):
+        assert abs(row["rm_radm2"] - rm) < 2.0
+        assert abs(row["polfrac"] / frac - 1) < 0.03
