@@ -65,7 +65,7 @@ class LeakageOptions(BaseOptions):
     min_snr: float = Field(default=40.0, ge=0.0)
     """Use only components with snr (peak_flux / local_rms) at least this."""
     search_box: int = Field(default=3, ge=1)
-    """Side (pixels, odd) of the box around a component's pixel where the brightest Stokes-I
+    """Side (pixels; even sizes grow by one) of the box around a component's pixel where the brightest Stokes-I
     pixel is taken; I and V/Q/U are read at that pixel."""
     noise_box: int = Field(default=31, ge=3)
     """Side (pixels) of the box in which the local V/Q/U noise (MAD x 1.4826) is measured."""

@@ -175,7 +175,7 @@ def test_subtract_wsclean_failure_leaves_no_column(tmp_path: Path, imaged: Image
     fake.chmod(0o755)
     ms = writable_copy(imaged.ms, tmp_path)
     before = _columns(ms)
-    argv = ["subtract", str(ms.path), "--model-prefix", str(imaged.prefix), "--wsclean-binary", str(fake)]
+    argv = ["subtract", str(ms.path), "--model-prefix", str(imaged.prefix), "--wsclean-binary", str(fake), "--output-column", "NEW_DATA"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "exited with status 3" in err and "predict went wrong" in err and "Traceback" not in err
