@@ -26,6 +26,9 @@ What differs from flint's default (sky-frame) simulation:
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from numpy.typing import NDArray
 
 from flint import _askap
 from flint import sim as _sim
+from flint._sim_stream import Chunk, TruthWriter
 from flint.naming import beam_ms_name, field_name, product_name
 
 __all__ = ["simulate_field_raw", "simulate_bandpass_raw", "beam_centre_deg", "boresight_for_deg", "N_FOOTPRINT"]
@@ -131,14 +135,6 @@ def _raw_layout(
         t.putcol("SOURCE_ID", np.zeros(nf, dtype=np.int32))
 
 
-def _instrument_frame(
-    model: NDArray[np.complex128], gains: NDArray[np.complex128], a1: NDArray[np.int32], a2: NDArray[np.int32],
-    opts: _sim.SimOptions, rng: np.random.Generator,
-) -> NDArray[np.complex64]:
-    """Unpolarised sky -> ASKAP instrument-frame correlations (I = XX + YY), feed gains, noise."""
-    return _sim._corrupt(0.5 * model, gains, a1, a2, 0.5 * opts.noise_jy, rng)
-
-
 def _sky_frame_gains(bandpass: NDArray[np.complex128], pol_axis_deg: float) -> dict[str, Any]:
     k = (pol_axis_deg - 45.0) / 90.0
     if abs(k - round(k)) > 1e-9:
@@ -154,6 +150,7 @@ def _raw_baselines(n_ant: int) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
 
 def simulate_field_raw(out_dir: str | os.PathLike[str], opts: _sim.SimOptions, progress: bool = False) -> _sim.SimResult:
     """A science field as raw ASKAP data (see the module docstring)."""
+    t_start = time.perf_counter()
     fld = field_name(opts.field)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,58 +158,70 @@ def simulate_field_raw(out_dir: str | os.PathLike[str], opts: _sim.SimOptions, p
     rng = np.random.default_rng([opts.seed, 2])
     itrf, times, freqs, _, _ = _sim._layout(opts, opts.start_mjd)
     a1, a2 = _raw_baselines(opts.n_antennas)
+    nrow = len(times) * len(a1)
     bandpass = _sim._bandpasses(opts, freqs, bp_rng)
     boresight = (opts.ra_deg, opts.dec_deg)
     offs = _askap.footprint_offsets_deg(opts.n_beams, opts.beam_pitch_deg, opts.footprint, origin="boresight")
     centres = [beam_centre_deg(boresight, (float(o[0]), float(o[1]))) for o in offs]
     sky = _sim._random_sky(opts, centres, rng, offs=offs)
     drift = _sim._phase_drift(opts, times, rng)
-    gains = bandpass[:, None, :, :, :] * np.exp(1j * drift)[:, :, :, None, None]
-    paths, masks = [], {}
     beams = list(range(opts.n_beams))
-    for b in _sim._progress(beams, f"simulate raw {fld}", progress):
-        ra0, dec0 = centres[b]
-        uvw = _sim._baseline_uvw(itrf, times, a1, a2, ra0, dec0)
-        model = _sim.predict_model(sky, uvw, freqs, (ra0, dec0), (ra0, dec0), opts.pb_fwhm_deg, opts.pb_ref_freq_hz)
-        data = _instrument_frame(model, gains[b], a1, a2, opts, rng)
-        if opts.rfi:
-            masks[f"rfi_mask_beam{b:02d}"] = _sim._inject_rfi(data, len(times), len(a1), opts, rng)
-        path = out / beam_ms_name(opts.sbid, fld, b)
-        nrow = data.shape[0]
-
-        def finish(tmp: Path, b: int = b, nrow: int = nrow) -> None:
-            _raw_layout(
-                tmp, opts=opts, beam=b, n_ant=opts.n_antennas, field_names=[fld], boresights_deg=[boresight],
-                field_times=[float(times[0])], field_id=np.zeros(nrow, dtype=np.int32), t0=float(times[0]),
-            )
-
-        _sim._write_ms(
-            path, opts=opts, beam=b, beam_offset_rad=(0.0, 0.0), field_label=fld, phase_centre_deg=boresight,
-            itrf=itrf, times=times, freqs=freqs, a1=a1, a2=a2, uvw=uvw, data=data, sky_frame=False, finish=finish,
-        )
-        paths.append(path)
-    sky_csv = out / product_name(opts.sbid, fld, suffix="sky.csv")
-    sky_fits = out / product_name(opts.sbid, fld, suffix="sky.fits")
-    beams_csv = out / product_name(opts.sbid, fld, suffix="beams.csv")
-    _sim._write_sky(sky, sky_csv, sky_fits)
-    _sim._write_beams_csv(beams_csv, beams, centres, opts)
-    truth = out / product_name(opts.sbid, fld, suffix="truth.npz")
-    _sim._write_truth(
-        truth, bandpass=bandpass, gains=gains, phase_drift=drift, times=times, freqs_hz=freqs, beams=np.array(beams),
-        boresight_deg=np.array(boresight), pol_axis_deg=opts.askap_pol_axis_deg, **_sky_frame_gains(bandpass, opts.askap_pol_axis_deg), **masks,
+    truth = TruthWriter(out / product_name(opts.sbid, fld, suffix="truth.npz"), out)
+    truth.add(bandpass=bandpass)
+    truth.stream("gains", (opts.n_beams, len(times), opts.n_antennas, len(freqs), 2), np.complex128)
+    truth.add(
+        phase_drift=drift, times=times, freqs_hz=freqs, beams=np.array(beams), boresight_deg=np.array(boresight),
+        pol_axis_deg=opts.askap_pol_axis_deg, **_sky_frame_gains(bandpass, opts.askap_pol_axis_deg),
     )
-    return _sim.SimResult(ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth, sky_csv=sky_csv, sky_fits=sky_fits, beams_csv=beams_csv)
+    paths, n_vis = [], 0
+
+    def finish(tmp: Path, b: int) -> None:
+        _raw_layout(
+            tmp, opts=opts, beam=b, n_ant=opts.n_antennas, field_names=[fld], boresights_deg=[boresight],
+            field_times=[float(times[0])], field_id=np.zeros(nrow, dtype=np.int32), t0=float(times[0]),
+        )
+
+    try:
+        for b in _sim._progress(beams, f"simulate raw {fld}", progress):
+            cells, mask_name = _sim._rfi_setup(opts, truth, b, _sim._RAW_FIELD, len(times), len(a1), len(freqs))
+            # ASKAPsoft's I = XX + YY: XX = YY = I / 2 before the feed gains; noise halved to match
+            chunks = _sim._beam_chunks(
+                opts, sky=sky, times=times, itrf=itrf, a1=a1, a2=a2, freqs=freqs, pointing=centres[b], primary_beam=True,
+                gains=_sim._drift_gains(bandpass[b], drift[b], truth), stream=(_sim._RAW_FIELD, b), vis_scale=0.5, noise_jy=0.5 * opts.noise_jy,
+                cells=cells, truth=truth, mask_name=mask_name,
+            )
+            path = out / beam_ms_name(opts.sbid, fld, b)
+            n_vis += _sim._write_ms(
+                path, opts=opts, beam=b, beam_offset_rad=(0.0, 0.0), field_label=fld, phase_centre_deg=boresight,
+                itrf=itrf, times=times, freqs=freqs, a1=a1, a2=a2, chunks=chunks, sky_frame=False,
+                finish=partial(finish, b=b),
+            )
+            paths.append(path)
+        sky_csv = out / product_name(opts.sbid, fld, suffix="sky.csv")
+        sky_fits = out / product_name(opts.sbid, fld, suffix="sky.fits")
+        beams_csv = out / product_name(opts.sbid, fld, suffix="beams.csv")
+        _sim._write_sky(sky, sky_csv, sky_fits)
+        _sim._write_beams_csv(beams_csv, beams, centres, opts)
+        truth_path = truth.close()
+    finally:
+        truth.discard()
+    dt = _sim._log_rate(f"simulate raw {fld}", n_vis, t_start)
+    return _sim.SimResult(
+        ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth_path, sky_csv=sky_csv, sky_fits=sky_fits,
+        beams_csv=beams_csv, n_visibilities=n_vis, seconds=dt,
+    )
 
 
 def simulate_bandpass_raw(out_dir: str | os.PathLike[str], opts: _sim.SimOptions, progress: bool = False) -> _sim.SimResult:
     """PKS B1934-638 driven through each beam in turn, as raw ASKAP data: 36 fields per beam MS."""
+    t_start = time.perf_counter()
     cal_name = _sim.CALIBRATOR_FIELD
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([opts.seed, 1])
     bp_rng = np.random.default_rng([opts.seed, 0])
     itrf, _, freqs, _, _ = _sim._layout(opts, opts.start_mjd)
     a1, a2 = _raw_baselines(opts.n_antennas)
+    nbl = len(a1)
     bandpass = _sim._bandpasses(opts, freqs, bp_rng)
     cal_pos = (_askap.B1934_RA_DEG, _askap.B1934_DEC_DEG)
     cal = _sim.SkyModel([cal_name], np.array([cal_pos[0]]), np.array([cal_pos[1]]), np.array([1.0]), np.array([0.0]), 1.0)
@@ -221,47 +230,56 @@ def simulate_bandpass_raw(out_dir: str | os.PathLike[str], opts: _sim.SimOptions
     scan_len = opts.n_times * opts.integration_s + 60.0
     scan_start = [opts.start_mjd - (N_FOOTPRINT - k) * scan_len / 86400.0 for k in range(N_FOOTPRINT)]
     names = [f"{cal_name}_beam{k}" for k in range(N_FOOTPRINT)]
-    paths, masks = [], {}
     beams = list(range(opts.n_beams))
-    for b in _sim._progress(beams, "simulate raw 1934-638", progress):
-        t_all, uvw_all, data_all, fid = [], [], [], []
-        for k in range(N_FOOTPRINT):
-            _, times, _, _, _ = _sim._layout(opts, scan_start[k])
-            if k != b:
-                times = times[: opts.askap_offsource_times]
-            pointing = beam_centre_deg(boresights[k], (float(offs[b, 0]), float(offs[b, 1])))
-            uvw = _sim._baseline_uvw(itrf, times, a1, a2, *pointing)
-            model = _sim.predict_model(cal, uvw, freqs, pointing, pointing, opts.pb_fwhm_deg, opts.pb_ref_freq_hz)
-            model = model * _askap.b1934_flux_jy(freqs)[None, :]
-            gains_t = np.broadcast_to(bandpass[b][None], (len(times), *bandpass[b].shape))
-            t_all.append(times)
-            uvw_all.append(uvw)
-            data_all.append(_instrument_frame(model, gains_t, a1, a2, opts, rng))
-            fid.append(np.full(len(times) * len(a1), k, dtype=np.int32))
-        times_b = np.concatenate(t_all)
-        data = np.concatenate(data_all)
-        if opts.rfi:
-            masks[f"rfi_mask_beam{b:02d}"] = _sim._inject_rfi(data, len(times_b), len(a1), opts, rng)
-        field_id = np.concatenate(fid)
-        first = [float(t[0]) for t in t_all]
-        path = out / beam_ms_name(opts.bandpass_sbid, cal_name, b)
-
-        def finish(tmp: Path, b: int = b, field_id: NDArray[np.int32] = field_id, first: list[float] = first) -> None:
-            _raw_layout(
-                tmp, opts=opts, beam=b, n_ant=opts.n_antennas, field_names=names, boresights_deg=boresights,
-                field_times=first, field_id=field_id, t0=first[0],
-            )
-
-        _sim._write_ms(
-            path, opts=opts, beam=b, beam_offset_rad=(0.0, 0.0), field_label=names[0], phase_centre_deg=boresights[0],
-            itrf=itrf, times=times_b, freqs=freqs, a1=a1, a2=a2, uvw=np.concatenate(uvw_all), data=data,
-            sky_frame=False, finish=finish,
-        )
-        paths.append(path)
-    truth = out / product_name(opts.bandpass_sbid, cal_name, suffix="truth.npz")
-    _sim._write_truth(
-        truth, bandpass=bandpass, freqs_hz=freqs, beams=np.array(beams), pol_axis_deg=opts.askap_pol_axis_deg,
-        boresights_deg=np.array(boresights), **_sky_frame_gains(bandpass, opts.askap_pol_axis_deg), **masks,
+    truth = TruthWriter(out / product_name(opts.bandpass_sbid, cal_name, suffix="truth.npz"), out)
+    truth.add(
+        bandpass=bandpass, freqs_hz=freqs, beams=np.array(beams), pol_axis_deg=opts.askap_pol_axis_deg,
+        boresights_deg=np.array(boresights), **_sky_frame_gains(bandpass, opts.askap_pol_axis_deg),
     )
+    flux = _askap.b1934_flux_jy(freqs)
+    paths, n_vis = [], 0
+    try:
+        for b in _sim._progress(beams, "simulate raw 1934-638", progress):
+            scan_times = []
+            for k in range(N_FOOTPRINT):
+                _, times, _, _, _ = _sim._layout(opts, scan_start[k])
+                scan_times.append(times if k == b else times[: opts.askap_offsource_times])
+            n_int = [len(t) for t in scan_times]
+            offsets = np.concatenate([[0], np.cumsum(n_int)])
+            times_b = np.concatenate(scan_times)
+            cells, mask_name = _sim._rfi_setup(opts, truth, b, _sim._RAW_BANDPASS, len(times_b), nbl, len(freqs))
+            bp_b = bandpass[b]
+
+            def scans(b: int = b, scan_times: list[NDArray[np.float64]] = scan_times, offsets: NDArray[np.int64] = offsets,
+                      cells: NDArray[np.bool_] | None = cells, mask_name: str | None = mask_name,
+                      bp_b: NDArray[np.complex128] = bp_b) -> Iterator[Chunk]:
+                for k, times in enumerate(scan_times):
+                    pointing = beam_centre_deg(boresights[k], (float(offs[b, 0]), float(offs[b, 1])))
+                    yield from _sim._beam_chunks(
+                        opts, sky=cal, times=times, itrf=itrf, a1=a1, a2=a2, freqs=freqs, pointing=pointing,
+                        primary_beam=True, gains=partial(_sim._constant_gains, bp_b),
+                        stream=(_sim._RAW_BANDPASS, b), t_offset=int(offsets[k]), model_scale=flux, vis_scale=0.5,
+                        noise_jy=0.5 * opts.noise_jy, cells=cells, truth=truth, mask_name=mask_name,
+                    )
+
+            field_id = np.repeat(np.arange(N_FOOTPRINT, dtype=np.int32), np.array(n_int) * nbl)
+            first = [float(t[0]) for t in scan_times]
+
+            def finish(tmp: Path, b: int = b, field_id: NDArray[np.int32] = field_id, first: list[float] = first) -> None:
+                _raw_layout(
+                    tmp, opts=opts, beam=b, n_ant=opts.n_antennas, field_names=names, boresights_deg=boresights,
+                    field_times=first, field_id=field_id, t0=first[0],
+                )
+
+            path = out / beam_ms_name(opts.bandpass_sbid, cal_name, b)
+            n_vis += _sim._write_ms(
+                path, opts=opts, beam=b, beam_offset_rad=(0.0, 0.0), field_label=names[0], phase_centre_deg=boresights[0],
+                itrf=itrf, times=times_b, freqs=freqs, a1=a1, a2=a2, chunks=scans(), sky_frame=False, finish=finish,
+            )
+            paths.append(path)
+        truth_path = truth.close()
+    finally:
+        truth.discard()
+    dt = _sim._log_rate("simulate raw 1934-638", n_vis, t_start)
     centres = [cal_pos] * opts.n_beams
-    return _sim.SimResult(ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth)
+    return _sim.SimResult(ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth_path, n_visibilities=n_vis, seconds=dt)

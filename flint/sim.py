@@ -16,7 +16,11 @@ noise and optionally RFI, and write the truth beside the data:
     (bandpass x phase drift), ``times`` (MJD s), ``freqs_hz``, ``beams``, and
     ``rfi_mask_beamNN[row, chan]`` where RFI was injected
 
-Same options and seed give the same bytes. The Measurement Sets are in the sky frame and
+Visibilities are predicted, corrupted and written one chunk of whole integrations at a
+time (``chunk_mb``), and the large truth arrays are streamed into the ``.npz``, so peak
+memory is set by the chunk, not by the number of integrations or channels. Noise and RFI
+of integration ``t`` come from a generator seeded by ``(seed, stream, beam, t)``: same
+options and seed give the same bytes, whatever ``chunk_mb``. The Measurement Sets are in the sky frame and
 say so (main-table keyword ``FLINT_FRAME = "sky"``, the rule of :mod:`flint.askap`).
 ``SimOptions(askap_raw=True)`` writes what the ASKAP correlator writes instead (raw,
 instrument frame, 36-field calibrator MSs; see :mod:`flint._sim_askap`).
@@ -28,8 +32,10 @@ import csv
 import logging
 import math
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +44,16 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from flint import _askap
+from flint._sim_ms import write_ms as _write_ms
+from flint._sim_stream import (
+    Chunk,
+    TruthWriter,
+    add_rfi,
+    chunk_times,
+    corrupt,
+    rfi_cells,
+    time_rngs,
+)
 from flint.io import atomic_path
 from flint.naming import beam_ms_name, field_name, product_name
 from flint.options import BaseOptions
@@ -59,6 +75,7 @@ logger = logging.getLogger(__name__)
 
 C_LIGHT = 299792458.0
 CALIBRATOR_FIELD = "B1934-638"
+_ANCHOR = 16  # channels between exact phasors in predict_model
 _SIGN = 1.0  # visibility phase convention (checked against wsclean): V = sum S exp(+2 pi i (ul + vm + w(n-1)))
 
 
@@ -135,6 +152,8 @@ class SimOptions(BaseOptions):
     """Third-axis (roll) angle of the raw data (fixms's pol axis; RECEPTOR_ANGLE = 45 deg - this), with ``askap_raw``."""
     askap_offsource_times: int = Field(default=1, ge=1)
     """Integrations kept of each off-source scan in a raw 36-field calibrator MS (the on-source scan has ``n_times``)."""
+    chunk_mb: float = Field(default=64.0, gt=0.0, le=8192.0)
+    """Size (MB) of the DATA predicted and written at once (whole integrations, at least one): peak memory is a few times this, whatever the number of integrations and channels. The bytes written do not depend on it."""
 
     @model_validator(mode="after")
     def _consistent(self) -> SimOptions:
@@ -181,6 +200,10 @@ class SimResult:
     sky_fits: Path | None = None
     beams_csv: Path | None = None
     extra: dict[str, Path] = field(default_factory=dict)
+    n_visibilities: int = 0
+    """Visibilities written (rows x channels x correlations, all Measurement Sets)."""
+    seconds: float = 0.0
+    """Wall time of the simulation (s)."""
 
 
 # --------------------------------------------------------------------------- geometry
@@ -316,180 +339,6 @@ def _phase_drift(opts: SimOptions, times_s: NDArray[np.float64], rng: np.random.
     return out
 
 
-# --------------------------------------------------------------------------- MS writing
-#: array columns of the subtables flint writes, with their fixed shapes (-1 = n_chan)
-_FIXED_SHAPES: dict[str, dict[str, list[int]]] = {
-    "FEED": {"BEAM_OFFSET": [2, 2], "POLARIZATION_TYPE": [2], "POL_RESPONSE": [2, 2], "RECEPTOR_ANGLE": [2], "POSITION": [3]},
-    "FIELD": {"PHASE_DIR": [1, 2], "DELAY_DIR": [1, 2], "REFERENCE_DIR": [1, 2]},
-    "SPECTRAL_WINDOW": {"CHAN_FREQ": [-1], "CHAN_WIDTH": [-1], "EFFECTIVE_BW": [-1], "RESOLUTION": [-1]},
-    "POLARIZATION": {"CORR_TYPE": [4], "CORR_PRODUCT": [4, 2]},
-    "OBSERVATION": {"TIME_RANGE": [2], "LOG": [1], "SCHEDULE": [1]},
-}
-_ZERO = {"double": 0.0, "float": 0.0, "int": 0, "string": "", "complex": 0j, "dcomplex": 0j, "boolean": False}
-
-def _ms_descriptions(n_chan: int) -> tuple[dict, dict]:
-    import casacore.tables as ct
-
-    cols = [
-        ct.makearrcoldesc("DATA", 0j, ndim=2, shape=[n_chan, 4], valuetype="complex", comment="visibilities"),
-        ct.makearrcoldesc("FLAG", False, ndim=2, shape=[n_chan, 4], valuetype="boolean"),
-        ct.makearrcoldesc("WEIGHT", 0.0, ndim=1, shape=[4], valuetype="float"),
-        ct.makearrcoldesc("SIGMA", 0.0, ndim=1, shape=[4], valuetype="float"),
-    ]
-    desc = ct.maketabdesc(cols)
-    dminfo = {
-        "*1": {"TYPE": "TiledColumnStMan", "NAME": "TiledData", "SPEC": {"DEFAULTTILESHAPE": np.array([4, n_chan, 128], dtype=np.int32)}, "COLUMNS": ["DATA"]},
-        "*2": {"TYPE": "TiledColumnStMan", "NAME": "TiledFlag", "SPEC": {"DEFAULTTILESHAPE": np.array([4, n_chan, 128], dtype=np.int32)}, "COLUMNS": ["FLAG"]},
-    }
-    return desc, dminfo
-
-
-def _write_ms(
-    path: Path,
-    *,
-    opts: SimOptions,
-    beam: int,
-    beam_offset_rad: tuple[float, float],
-    field_label: str,
-    phase_centre_deg: tuple[float, float],
-    itrf: NDArray[np.float64],
-    times: NDArray[np.float64],
-    freqs: NDArray[np.float64],
-    a1: NDArray[np.int32],
-    a2: NDArray[np.int32],
-    uvw: NDArray[np.float64],
-    data: NDArray[np.complex64],
-    sky_frame: bool = True,
-    finish: Callable[[Path], None] | None = None,
-) -> None:
-    import casacore.tables as ct
-
-    n_chan = len(freqs)
-    na = itrf.shape[0]
-    nbl = len(a1)
-    nrow = data.shape[0]
-    desc, dminfo = _ms_descriptions(n_chan)
-    with atomic_path(path) as tmp:
-        tab = ct.default_ms(str(tmp), desc, dminfo)
-        try:
-            tab.addrows(nrow)
-            time_col = np.repeat(times, nbl)
-            tab.putcol("TIME", time_col)
-            tab.putcol("TIME_CENTROID", time_col)
-            tab.putcol("INTERVAL", np.full(nrow, opts.integration_s))
-            tab.putcol("EXPOSURE", np.full(nrow, opts.integration_s))
-            tab.putcol("ANTENNA1", np.tile(a1, len(times)))
-            tab.putcol("ANTENNA2", np.tile(a2, len(times)))
-            tab.putcol("FEED1", np.full(nrow, beam, dtype=np.int32))
-            tab.putcol("FEED2", np.full(nrow, beam, dtype=np.int32))
-            tab.putcol("UVW", uvw)
-            tab.putcol("DATA", data)
-            tab.putcol("FLAG", np.zeros(data.shape, dtype=bool))
-            tab.putcol("FLAG_ROW", np.zeros(nrow, dtype=bool))
-            sigma = max(opts.noise_jy, 1e-3) * np.sqrt(2.0)
-            tab.putcol("SIGMA", np.full((nrow, 4), sigma, dtype=np.float32))
-            tab.putcol("WEIGHT", np.full((nrow, 4), 1.0 / sigma**2, dtype=np.float32))
-            for col in ("FIELD_ID", "DATA_DESC_ID", "ARRAY_ID", "OBSERVATION_ID", "PROCESSOR_ID", "STATE_ID"):
-                tab.putcol(col, np.zeros(nrow, dtype=np.int32))
-            tab.putcol("SCAN_NUMBER", np.ones(nrow, dtype=np.int32))
-            if sky_frame:
-                # the frame rule of flint.askap: these visibilities are in the sky frame
-                tab.putkeyword("FLINT_FRAME", "sky")
-        finally:
-            tab.close()
-
-        def sub(name: str) -> ct.table:
-            # Recreate the subtable with fixed-shape, directly stored array columns:
-            # casacore's indirect-array files hold a few uninitialised bytes, which
-            # would break "same seed, same bytes".
-            fixed = _FIXED_SHAPES.get(name, {})
-            if fixed:
-                cols = []
-                required = ct.required_ms_desc(name)
-                for col, shape in fixed.items():
-                    d = required[col]
-                    shp = [n_chan if x == -1 else x for x in shape]
-                    cols.append(ct.makearrcoldesc(col, d.get("valueType") and _ZERO[d["valueType"]], ndim=len(shp), shape=shp, options=5, valuetype=d["valueType"], keywords=d.get("keywords", {})))
-                import shutil
-
-                shutil.rmtree(tmp / name)
-                ct.default_ms_subtable(name, str(tmp / name), ct.maketabdesc(cols)).close()
-            return ct.table(str(tmp / name), readonly=False, ack=False)
-
-        with sub("ANTENNA") as t:
-            t.addrows(na)
-            t.putcol("NAME", [f"ak{i + 1:02d}" for i in range(na)])
-            t.putcol("STATION", [f"ASKAP_AK{i + 1:02d}" for i in range(na)])
-            t.putcol("TYPE", ["GROUND-BASED"] * na)
-            t.putcol("MOUNT", ["ALT-AZ"] * na)
-            t.putcol("POSITION", itrf)
-            t.putcol("OFFSET", np.zeros((na, 3)))
-            t.putcol("DISH_DIAMETER", np.full(na, 12.0))
-        with sub("FEED") as t:
-            t.addrows(na)
-            t.putcol("ANTENNA_ID", np.arange(na, dtype=np.int32))
-            t.putcol("FEED_ID", np.full(na, beam, dtype=np.int32))
-            t.putcol("BEAM_ID", np.full(na, beam, dtype=np.int32))
-            t.putcol("SPECTRAL_WINDOW_ID", np.full(na, -1, dtype=np.int32))
-            t.putcol("TIME", np.full(na, times[0]))
-            t.putcol("INTERVAL", np.full(na, 1e30))
-            t.putcol("NUM_RECEPTORS", np.full(na, 2, dtype=np.int32))
-            t.putcol("POLARIZATION_TYPE", np.array([["X", "Y"]] * na))
-            t.putcol("POL_RESPONSE", np.tile(np.eye(2, dtype=np.complex64), (na, 1, 1)))
-            t.putcol("RECEPTOR_ANGLE", np.tile(np.array([-np.pi / 4, np.pi / 4]), (na, 1)))
-            t.putcol("BEAM_OFFSET", np.tile(np.array([[beam_offset_rad, beam_offset_rad]]).reshape(2, 2), (na, 1, 1)))
-            t.putcol("POSITION", np.zeros((na, 3)))
-        pc = np.radians(np.array(phase_centre_deg)).reshape(1, 1, 2)
-        with sub("FIELD") as t:
-            t.addrows(1)
-            t.putcol("NAME", [field_label])
-            t.putcol("CODE", [""])
-            t.putcol("TIME", np.array([times[0]]))
-            t.putcol("NUM_POLY", np.zeros(1, dtype=np.int32))
-            for c in ("PHASE_DIR", "DELAY_DIR", "REFERENCE_DIR"):
-                t.putcol(c, pc)
-            t.putcol("SOURCE_ID", np.zeros(1, dtype=np.int32))
-        with sub("SPECTRAL_WINDOW") as t:
-            t.addrows(1)
-            w = opts.channel_width_hz
-            t.putcol("NUM_CHAN", np.array([n_chan], dtype=np.int32))
-            t.putcol("CHAN_FREQ", freqs.reshape(1, -1))
-            t.putcol("CHAN_WIDTH", np.full((1, n_chan), w))
-            t.putcol("EFFECTIVE_BW", np.full((1, n_chan), w))
-            t.putcol("RESOLUTION", np.full((1, n_chan), w))
-            t.putcol("REF_FREQUENCY", np.array([freqs[0]]))
-            t.putcol("TOTAL_BANDWIDTH", np.array([w * n_chan]))
-            t.putcol("MEAS_FREQ_REF", np.array([5], dtype=np.int32))  # TOPO
-            t.putcol("NAME", ["ASKAP_SIM"])
-            t.putcol("NET_SIDEBAND", np.array([1], dtype=np.int32))
-        with sub("POLARIZATION") as t:
-            t.addrows(1)
-            t.putcol("NUM_CORR", np.array([4], dtype=np.int32))
-            t.putcol("CORR_TYPE", np.array([[9, 10, 11, 12]], dtype=np.int32))
-            t.putcol("CORR_PRODUCT", np.array([[[0, 0], [0, 1], [1, 0], [1, 1]]], dtype=np.int32))
-        with sub("DATA_DESCRIPTION") as t:
-            t.addrows(1)
-            t.putcol("SPECTRAL_WINDOW_ID", np.zeros(1, dtype=np.int32))
-            t.putcol("POLARIZATION_ID", np.zeros(1, dtype=np.int32))
-        with sub("OBSERVATION") as t:
-            t.addrows(1)
-            t.putcol("TELESCOPE_NAME", ["ASKAP"])
-            t.putcol("OBSERVER", ["flint.sim"])
-            t.putcol("PROJECT", ["flint-simulation"])
-            t.putcol("TIME_RANGE", np.array([[times[0], times[-1] + opts.integration_s]]))
-            t.putcol("RELEASE_DATE", np.array([times[0]]))
-            t.putcol("LOG", np.array([["simulated by flint.sim"]]))
-            t.putcol("SCHEDULE", np.array([["flint.sim"]]))
-        with sub("STATE") as t:
-            t.addrows(1)
-            t.putcol("OBS_MODE", ["OBSERVE_TARGET.ON_SOURCE"])
-        with sub("PROCESSOR") as t:
-            t.addrows(1)
-            t.putcol("TYPE", ["CORRELATOR"])
-        if finish is not None:
-            finish(tmp)  # e.g. the raw ASKAP layout (flint._sim_askap), before the rename
-
-
 # --------------------------------------------------------------------------- prediction
 def predict_model(
     sky: SkyModel,
@@ -499,7 +348,7 @@ def predict_model(
     pb_centre_deg: tuple[float, float] | None = None,
     pb_fwhm_deg: float = 1.0,
     pb_ref_freq_hz: float = 888.0e6,
-    chunk: int = 4096,
+    chunk: int = 2048,
 ) -> NDArray[np.complex128]:
     """Stokes-I model visibilities (row, chan) of ``sky`` seen through the primary beam.
 
@@ -516,14 +365,25 @@ def predict_model(
         sep = angular_separation_deg(pb_centre_deg[0], pb_centre_deg[1], sky.ra_deg, sky.dec_deg)
         flux = flux * gaussian_pb(sep[:, None], freqs[None, :], pb_fwhm_deg, pb_ref_freq_hz)
     keep = np.max(flux, axis=1) > 1e-6
-    flux = flux[keep]
+    flux = np.ascontiguousarray(flux[keep].T)  # (chan, src)
     l, m, n = _lmn(sky.ra_deg[keep], sky.dec_deg[keep], *phase_centre_deg)
-    lmn = np.stack([l, m, n - 1.0])  # (3, src)
     scale = 2 * np.pi * freqs / C_LIGHT
+    # On a uniform frequency grid exp(i d s_k) is advanced channel by channel by one
+    # complex multiply, re-anchored exactly every _ANCHOR channels (error < 1e-13).
+    ds = np.diff(scale)
+    uniform = len(ds) > 0 and bool(np.all(np.abs(ds - ds[0]) <= 1e-9 * abs(ds[0])))
     for start in range(0, nrow, chunk):
-        delay = uvw[start : start + chunk] @ lmn  # (row, src) metres
-        ph = _SIGN * delay[:, :, None] * scale[None, None, :]
-        out[start : start + chunk] = np.einsum("rsc,sc->rc", np.exp(1j * ph), flux)
+        u = uvw[start : start + chunk]
+        # elementwise (not BLAS), so a row's value does not depend on how rows are chunked
+        delay = _SIGN * (u[:, 0:1] * l + u[:, 1:2] * m + u[:, 2:3] * (n - 1.0))  # (row, src) metres
+        step = np.exp(1j * (delay * ds[0])) if uniform else None
+        e = np.empty(delay.shape, dtype=np.complex128)
+        for k in range(len(freqs)):
+            if step is None or k % _ANCHOR == 0:
+                e = np.exp(1j * (delay * scale[k]))
+            else:
+                e *= step
+            out[start : start + chunk, k] = np.einsum("rs,s->r", e, flux[k])
     return out
 
 
@@ -541,61 +401,77 @@ def _baseline_uvw(itrf: NDArray[np.float64], times: NDArray[np.float64], a1: NDA
     return (per_ant[:, a2, :] - per_ant[:, a1, :]).reshape(-1, 3)
 
 
-def _corrupt(
-    model: NDArray[np.complex128],
-    gains_t: NDArray[np.complex128],
+#: random streams (second seed element) of the default and raw simulations
+_BANDPASS, _FIELD, _RAW_BANDPASS, _RAW_FIELD = 1, 2, 11, 12
+
+
+def _beam_chunks(
+    opts: SimOptions,
+    *,
+    sky: SkyModel,
+    times: NDArray[np.float64],
+    itrf: NDArray[np.float64],
     a1: NDArray[np.int32],
     a2: NDArray[np.int32],
-    noise_jy: float,
-    rng: np.random.Generator,
-) -> NDArray[np.complex64]:
-    """model (row, chan) -> observed (row, chan, 4) with gains (time, ant, chan, 2)."""
-    nt = gains_t.shape[0]
+    freqs: NDArray[np.float64],
+    pointing: tuple[float, float],
+    primary_beam: bool,
+    gains: Callable[[slice], NDArray[np.complex128]],
+    stream: tuple[int, int],
+    t_offset: int = 0,
+    model_scale: NDArray[np.float64] | None = None,
+    vis_scale: float = 1.0,
+    noise_jy: float | None = None,
+    cells: NDArray[np.bool_] | None = None,
+    truth: TruthWriter | None = None,
+    mask_name: str | None = None,
+) -> Iterator[Chunk]:
+    """Predict, corrupt and yield one chunk of whole integrations at a time.
+
+    ``gains(sl)`` gives the (time, ant, chan, 2) gains of integrations ``sl`` of ``times``;
+    integration ``i`` of ``times`` is integration ``t_offset + i`` of the Measurement Set
+    (its noise/RFI generator and its row of ``cells``, the MS's RFI (time, chan) cells,
+    whose (row, chan) mask is appended to ``truth``'s ``mask_name``).
+    """
     nbl = len(a1)
-    m = model.reshape(nt, nbl, -1)
-    out = np.zeros((nt, nbl, model.shape[1], 4), dtype=np.complex128)
-    g1 = gains_t[:, a1]  # (time, baseline, chan, pol)
-    g2 = gains_t[:, a2]
-    gx1, gy1, gx2, gy2 = g1[..., 0], g1[..., 1], g2[..., 0], g2[..., 1]
-    out[..., 0] = gx1 * m * np.conj(gx2)
-    out[..., 3] = gy1 * m * np.conj(gy2)
-    vis = out.reshape(-1, model.shape[1], 4)
-    if noise_jy > 0:
-        vis += noise_jy * (rng.standard_normal(vis.shape) + 1j * rng.standard_normal(vis.shape))
-    return vis.astype(np.complex64)
+    step = chunk_times(opts.chunk_mb, nbl, len(freqs))
+    noise = opts.noise_jy if noise_jy is None else noise_jy
+    for t0 in range(0, len(times), step):
+        sl = slice(t0, min(t0 + step, len(times)))
+        uvw = _baseline_uvw(itrf, times[sl], a1, a2, *pointing)
+        pb = pointing if primary_beam else None
+        model = predict_model(sky, uvw, freqs, pointing, pb, opts.pb_fwhm_deg, opts.pb_ref_freq_hz)
+        if model_scale is not None:
+            model *= model_scale[None, :]
+        if vis_scale != 1.0:
+            model *= vis_scale
+        rngs = time_rngs(opts.seed, stream, t_offset + sl.start, t_offset + sl.stop)
+        data = corrupt(model, gains(sl), a1, a2, noise, rngs)
+        del model
+        if cells is not None:
+            c = cells[t_offset + sl.start : t_offset + sl.stop]
+            add_rfi(data, c, opts.rfi_amplitude_jy, rngs)
+            if truth is not None and mask_name is not None:
+                truth.append(mask_name, np.repeat(c, nbl, axis=0))
+        yield Chunk(times[sl], uvw, data)
 
 
-def _inject_rfi(
-    data: NDArray[np.complex64], nt: int, nbl: int, opts: SimOptions, rng: np.random.Generator
-) -> NDArray[np.bool_]:
-    """Add RFI in place; return the (row, chan) mask of injected samples."""
-    nc = data.shape[1]
-    cells = np.zeros((nt, nc), dtype=bool)
-    target = int(round(opts.rfi_fraction * nt * nc))
-    # one persistent narrow-band channel (if the band is wide enough) and bursts
-    if nc >= 4 and target > 0:
-        ch = int(rng.integers(1, nc - 1))
-        t0 = int(rng.integers(0, max(1, nt // 2)))
-        cells[t0 : t0 + max(1, min(nt // 3, target // 2)), ch] = True
-    while cells.sum() < target:
-        t = int(rng.integers(0, nt))
-        c0 = int(rng.integers(0, nc))
-        width = int(rng.integers(1, max(2, nc // 3)))
-        cells[t, c0 : c0 + width] = True
-    mask = np.repeat(cells, nbl, axis=0)  # (row, chan)
-    n = int(mask.sum())
-    if n:
-        amp = opts.rfi_amplitude_jy * rng.uniform(0.5, 2.0, size=(n, 1))
-        ph = rng.uniform(0, 2 * np.pi, size=(n, 1))
-        sig = amp * np.exp(1j * ph) * np.array([[1.0, 0.3, 0.3, 1.0]])
-        data[mask] += sig.astype(np.complex64)
-    return mask
+def _rfi_setup(
+    opts: SimOptions, truth: TruthWriter, beam: int, kind: int, n_times: int, nbl: int, nc: int
+) -> tuple[NDArray[np.bool_] | None, str | None]:
+    """The RFI (time, chan) cells of one MS and its streamed truth mask (None without RFI)."""
+    if not opts.rfi:
+        return None, None
+    cells = rfi_cells(n_times, nc, opts.rfi_fraction, np.random.default_rng([opts.seed, 3, kind, beam]))
+    name = f"rfi_mask_beam{beam:02d}"
+    truth.stream(name, (n_times * nbl, nc), np.bool_)
+    return cells, name
 
 
-def _write_truth(path: Path, **arrays: Any) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+def _log_rate(what: str, n_vis: int, t0: float) -> float:
+    dt = time.perf_counter() - t0
+    logger.info("%s: %d visibilities in %.1f s (%.3g visibilities/s)", what, n_vis, dt, n_vis / max(dt, 1e-9))
+    return dt
 
 
 def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | None = None, progress: bool = False) -> SimResult:
@@ -609,9 +485,9 @@ def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | Non
         from flint._sim_askap import simulate_bandpass_raw
 
         return simulate_bandpass_raw(out_dir, opts, progress)
+    t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([opts.seed, 1])
     bp_rng = np.random.default_rng([opts.seed, 0])
     itrf, _, freqs, a1, a2 = _layout(opts, opts.start_mjd)
     bandpass = _bandpasses(opts, freqs, bp_rng)
@@ -619,31 +495,55 @@ def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | Non
         [CALIBRATOR_FIELD], np.array([_askap.B1934_RA_DEG]), np.array([_askap.B1934_DEC_DEG]),
         np.array([1.0]), np.array([0.0]), 1.0,
     )
+    cal_pos = (_askap.B1934_RA_DEG, _askap.B1934_DEC_DEG)
     offs = _askap.footprint_offsets_deg(opts.n_beams, opts.beam_pitch_deg, opts.footprint)
-    paths, masks = [], {}
+    truth = TruthWriter(out / product_name(opts.bandpass_sbid, CALIBRATOR_FIELD, suffix="truth.npz"), out)
+    truth.add(bandpass=bandpass, freqs_hz=freqs, beams=np.arange(opts.n_beams))
+    paths, n_vis = [], 0
     beams = list(range(opts.n_beams))
-    iterator = _progress(beams, "simulate 1934-638", progress)
-    for b in iterator:
-        # ASKAP visits each beam in turn: a short scan per beam, one after another
-        start = opts.start_mjd - (opts.n_beams - b) * (opts.n_times * opts.integration_s + 60.0) / 86400.0
-        _, times, _, _, _ = _layout(opts, start)
-        uvw = _baseline_uvw(itrf, times, a1, a2, _askap.B1934_RA_DEG, _askap.B1934_DEC_DEG)
-        model = predict_model(cal, uvw, freqs, (_askap.B1934_RA_DEG, _askap.B1934_DEC_DEG)) * _askap.b1934_flux_jy(freqs)[None, :]
-        gains_t = np.broadcast_to(bandpass[b][None], (len(times), *bandpass[b].shape))
-        data = _corrupt(model, gains_t, a1, a2, opts.noise_jy, rng)
-        if opts.rfi:
-            masks[f"rfi_mask_beam{b:02d}"] = _inject_rfi(data, len(times), len(a1), opts, rng)
-        path = out / beam_ms_name(opts.bandpass_sbid, CALIBRATOR_FIELD, b)
-        _write_ms(
-            path, opts=opts, beam=b, beam_offset_rad=(float(np.radians(offs[b, 0])), float(np.radians(offs[b, 1]))),
-            field_label=CALIBRATOR_FIELD, phase_centre_deg=(_askap.B1934_RA_DEG, _askap.B1934_DEC_DEG),
-            itrf=itrf, times=times, freqs=freqs, a1=a1, a2=a2, uvw=uvw, data=data,
-        )
-        paths.append(path)
-    truth = out / product_name(opts.bandpass_sbid, CALIBRATOR_FIELD, suffix="truth.npz")
-    _write_truth(truth, bandpass=bandpass, freqs_hz=freqs, beams=np.array(beams), **masks)
-    centres = [(_askap.B1934_RA_DEG, _askap.B1934_DEC_DEG)] * opts.n_beams
-    return SimResult(ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth)
+    try:
+        for b in _progress(beams, "simulate 1934-638", progress):
+            # ASKAP visits each beam in turn: a short scan per beam, one after another
+            start = opts.start_mjd - (opts.n_beams - b) * (opts.n_times * opts.integration_s + 60.0) / 86400.0
+            _, times, _, _, _ = _layout(opts, start)
+            bp_b = bandpass[b]
+            cells, mask_name = _rfi_setup(opts, truth, b, _BANDPASS, len(times), len(a1), len(freqs))
+            chunks = _beam_chunks(
+                opts, sky=cal, times=times, itrf=itrf, a1=a1, a2=a2, freqs=freqs, pointing=cal_pos, primary_beam=False,
+                gains=partial(_constant_gains, bp_b),
+                stream=(_BANDPASS, b), model_scale=_askap.b1934_flux_jy(freqs), cells=cells, truth=truth, mask_name=mask_name,
+            )
+            path = out / beam_ms_name(opts.bandpass_sbid, CALIBRATOR_FIELD, b)
+            n_vis += _write_ms(
+                path, opts=opts, beam=b, beam_offset_rad=(float(np.radians(offs[b, 0])), float(np.radians(offs[b, 1]))),
+                field_label=CALIBRATOR_FIELD, phase_centre_deg=cal_pos,
+                itrf=itrf, times=times, freqs=freqs, a1=a1, a2=a2, chunks=chunks,
+            )
+            paths.append(path)
+        truth_path = truth.close()
+    finally:
+        truth.discard()
+    centres = [cal_pos] * opts.n_beams
+    dt = _log_rate("simulate 1934-638", n_vis, t_start)
+    return SimResult(ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth_path, n_visibilities=n_vis, seconds=dt)
+
+
+def _constant_gains(bandpass_b: NDArray[np.complex128], sl: slice) -> NDArray[np.complex128]:
+    """The bandpass (ant, chan, 2) as gains (time, ant, chan, 2) of integrations ``sl``."""
+    return np.broadcast_to(bandpass_b[None], (sl.stop - sl.start, *bandpass_b.shape))
+
+
+def _drift_gains(
+    bandpass_b: NDArray[np.complex128], drift_b: NDArray[np.float64], truth: TruthWriter
+) -> Callable[[slice], NDArray[np.complex128]]:
+    """Gains (time, ant, chan, 2) of integrations ``sl``: bandpass x slow phase drift (streamed to the truth)."""
+
+    def gains(sl: slice) -> NDArray[np.complex128]:
+        g = bandpass_b[None] * np.exp(1j * drift_b[sl])[:, :, None, None]
+        truth.append("gains", g)
+        return g
+
+    return gains
 
 
 def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None = None, progress: bool = False) -> SimResult:
@@ -653,42 +553,52 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
         from flint._sim_askap import simulate_field_raw
 
         return simulate_field_raw(out_dir, opts, progress)
+    t_start = time.perf_counter()
     fld = field_name(opts.field)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bp_rng = np.random.default_rng([opts.seed, 0])
-    rng = np.random.default_rng([opts.seed, 2])
+    rng = np.random.default_rng([opts.seed, _FIELD])
     itrf, times, freqs, a1, a2 = _layout(opts, opts.start_mjd)
     bandpass = _bandpasses(opts, freqs, bp_rng)
     centres = _beam_centres(opts)
     sky = _random_sky(opts, centres, rng)
     drift = _phase_drift(opts, times, rng)  # (beam, time, ant)
-    gains = bandpass[:, None, :, :, :] * np.exp(1j * drift)[:, :, :, None, None]
     offs = _askap.footprint_offsets_deg(opts.n_beams, opts.beam_pitch_deg, opts.footprint)
-    paths, masks = [], {}
     beams = list(range(opts.n_beams))
-    for b in _progress(beams, f"simulate {fld}", progress):
-        ra0, dec0 = centres[b]
-        uvw = _baseline_uvw(itrf, times, a1, a2, ra0, dec0)
-        model = predict_model(sky, uvw, freqs, (ra0, dec0), (ra0, dec0), opts.pb_fwhm_deg, opts.pb_ref_freq_hz)
-        data = _corrupt(model, gains[b], a1, a2, opts.noise_jy, rng)
-        if opts.rfi:
-            masks[f"rfi_mask_beam{b:02d}"] = _inject_rfi(data, len(times), len(a1), opts, rng)
-        path = out / beam_ms_name(opts.sbid, fld, b)
-        _write_ms(
-            path, opts=opts, beam=b, beam_offset_rad=(float(np.radians(offs[b, 0])), float(np.radians(offs[b, 1]))),
-            field_label=f"{fld}_beam{b:02d}", phase_centre_deg=(ra0, dec0),
-            itrf=itrf, times=times, freqs=freqs, a1=a1, a2=a2, uvw=uvw, data=data,
-        )
-        paths.append(path)
-    sky_csv = out / product_name(opts.sbid, fld, suffix="sky.csv")
-    sky_fits = out / product_name(opts.sbid, fld, suffix="sky.fits")
-    beams_csv = out / product_name(opts.sbid, fld, suffix="beams.csv")
-    _write_sky(sky, sky_csv, sky_fits)
-    _write_beams_csv(beams_csv, beams, centres, opts)
-    truth = out / product_name(opts.sbid, fld, suffix="truth.npz")
-    _write_truth(truth, bandpass=bandpass, gains=gains, phase_drift=drift, times=times, freqs_hz=freqs, beams=np.array(beams), **masks)
-    return SimResult(ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth, sky_csv=sky_csv, sky_fits=sky_fits, beams_csv=beams_csv)
+    truth = TruthWriter(out / product_name(opts.sbid, fld, suffix="truth.npz"), out)
+    truth.add(bandpass=bandpass)
+    truth.stream("gains", (opts.n_beams, len(times), opts.n_antennas, len(freqs), 2), np.complex128)
+    truth.add(phase_drift=drift, times=times, freqs_hz=freqs, beams=np.array(beams))
+    paths, n_vis = [], 0
+    try:
+        for b in _progress(beams, f"simulate {fld}", progress):
+            ra0, dec0 = centres[b]
+            cells, mask_name = _rfi_setup(opts, truth, b, _FIELD, len(times), len(a1), len(freqs))
+            chunks = _beam_chunks(
+                opts, sky=sky, times=times, itrf=itrf, a1=a1, a2=a2, freqs=freqs, pointing=(ra0, dec0), primary_beam=True,
+                gains=_drift_gains(bandpass[b], drift[b], truth), stream=(_FIELD, b), cells=cells, truth=truth, mask_name=mask_name,
+            )
+            path = out / beam_ms_name(opts.sbid, fld, b)
+            n_vis += _write_ms(
+                path, opts=opts, beam=b, beam_offset_rad=(float(np.radians(offs[b, 0])), float(np.radians(offs[b, 1]))),
+                field_label=f"{fld}_beam{b:02d}", phase_centre_deg=(ra0, dec0),
+                itrf=itrf, times=times, freqs=freqs, a1=a1, a2=a2, chunks=chunks,
+            )
+            paths.append(path)
+        sky_csv = out / product_name(opts.sbid, fld, suffix="sky.csv")
+        sky_fits = out / product_name(opts.sbid, fld, suffix="sky.fits")
+        beams_csv = out / product_name(opts.sbid, fld, suffix="beams.csv")
+        _write_sky(sky, sky_csv, sky_fits)
+        _write_beams_csv(beams_csv, beams, centres, opts)
+        truth_path = truth.close()
+    finally:
+        truth.discard()
+    dt = _log_rate(f"simulate {fld}", n_vis, t_start)
+    return SimResult(
+        ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth_path, sky_csv=sky_csv, sky_fits=sky_fits,
+        beams_csv=beams_csv, n_visibilities=n_vis, seconds=dt,
+    )
 
 
 def _write_beams_csv(path: Path, beams: list[int], centres: list[tuple[float, float]], opts: SimOptions) -> None:

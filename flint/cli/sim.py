@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
             "noise, with the truth (sky catalogue, gains) written beside them. With "
             "--askap-raw, write them as the ASKAP correlator does (boresight FIELD, "
             "FEED.BEAM_OFFSET, instrument frame, 36-field calibrator MSs): run "
-            "'flint ms preprocess' on them before calibrating or imaging."
+            "'flint ms preprocess' on them before calibrating or imaging. Visibilities are "
+            "predicted and written in chunks of --chunk-mb (memory stays flat at any size; "
+            "the bytes do not depend on the chunk size)."
         ),
     )
     p.add_argument("out_dir", type=Path, help="folder to write into (created if needed)")
@@ -44,10 +46,16 @@ def run(args: argparse.Namespace) -> int:
     if args.what in ("both", "field"):
         results["field"] = simulate_field(args.out_dir, opts, progress=True)
     if args.json:
-        print(json.dumps({k: {"ms": [str(p) for p in r.ms_paths], "truth": str(r.truth), "sky": str(r.sky_csv) if r.sky_csv else None} for k, r in results.items()}, indent=2))
+        print(json.dumps({
+            k: {"ms": [str(p) for p in r.ms_paths], "truth": str(r.truth), "sky": str(r.sky_csv) if r.sky_csv else None,
+                "n_visibilities": r.n_visibilities, "seconds": round(r.seconds, 3)}
+            for k, r in results.items()
+        }, indent=2))
     else:
         for kind, r in results.items():
+            rate = r.n_visibilities / max(r.seconds, 1e-9)
             print(f"{kind}: {len(r.ms_paths)} Measurement Sets, truth in {r.truth}")
+            print(f"  {r.n_visibilities} visibilities in {r.seconds:.1f} s ({rate:.3g} visibilities/s)")
             for p in r.ms_paths:
                 print(f"  {p}")
         first = next(iter(results.values())).ms_paths[0]
