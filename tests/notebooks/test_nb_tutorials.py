@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 SANITIZE = HERE / "nbval_sanitize.cfg"
-TUTORIALS = ["01_quickstart", "02_clusters", "03_calibration", "04_selfcal_imaging", "05_deployment", "06_batch"]
+TUTORIALS = ["01_quickstart", "02_clusters", "03_calibration", "04_selfcal_imaging", "05_deployment", "06_batch", "07_askap_data"]
 TIMINGS: dict[str, float] = {}
 
 
@@ -132,6 +132,18 @@ def test_06_batch_with_sbatch(runs: Path, slurm_cluster: SlurmService) -> None:
     assert "COMPLETED  slurm" in text and "every run that was started completed: True" in text
 
 
+def test_07_askap_data(runs: Path) -> None:
+    nb, _ = papermill("07_askap_data", runs, timeout=900)
+    text = printed(nb)
+    for line in ("raw: every source misplaced by more than 10 arcmin: True", "raw: fluxes about half the truth (0.4-0.6): True",
+                 "preprocessed: positions within 2 arcsec: True", "preprocessed: median flux ratio within 10% of 1: True",
+                 "beam 0: field 0 'B1934-638_beam0'", "preprocessed: True, solved on B1934-638_beam1",
+                 "at least 80% of the bright NVSS-layout sources found: True", "positions within 1 arcsec: True",
+                 "median flux ratio within 5% of what the spectral indices give: True"):
+        assert line in text, line
+    assert (runs / "flint_tutorial_07" / "flow" / "continuum" / "SB101.SIM_FIELD.round1.linmos.fits").exists()
+
+
 def test_nbval_lax(runs: Path, postgres_server, slurm_cluster: SlurmService) -> None:
     """nbval re-executes the executed notebooks (their injected parameters included) elsewhere."""
     executed = [p for p in (runs / f"{n}.ipynb" for n in TUTORIALS) if p.exists()]
@@ -147,7 +159,7 @@ def test_nbval_lax(runs: Path, postgres_server, slurm_cluster: SlurmService) -> 
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-sanitize-with", str(SANITIZE), "--nbval-cell-timeout", "300",
          "-p", "no:cacheprovider", "-q", "-c", str(where / "pytest.ini"), "--rootdir", str(where), *[p.name for p in executed]],
-        cwd=where, capture_output=True, text=True, timeout=900,
+        cwd=where, capture_output=True, text=True, timeout=1500,
         env={**os.environ, "FLINT_PREFECT_DATABASE_URL": postgres_server.url()},
     )
     from flint.prefect.server import stop_server
