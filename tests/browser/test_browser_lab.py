@@ -334,7 +334,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             logdir = builder.locator(".flint-field-log_directory input")
             logdir.press_sequentially("typed_logs", delay=40)
             logdir.blur()
-            _wait_text(page, ".flint-cluster-builder", "typed_logs/", 20)  # the job-script preview names it
+            _wait_text(page, ".flint-cluster-builder", "log_directory: typed_logs", 20)  # the YAML preview names it
             page.wait_for_timeout(1000)
             assert sorted(p.name for p in lab.root.iterdir()) == before, "typing created folders"
             builder.screenshot(path=shots / "01b_builder_slurm_typing.png")
@@ -408,7 +408,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             assert "beam00" in listed and "beam01" in listed, listed
             image = _sky_image(lab.root.parent / "work" / "out" / "sky")
             _wait_text(page, ".flint-products select", "sky/", 30)
-            results.locator(".flint-products select").select_option(str(image))
+            results.locator(".flint-products select").select_option(label=f"[image] sky/{image.name}")
             _wait_text(page, ".flint-overlay-legend", "matched 1", 30)
             assert "spurious 1" in _text(page, ".flint-overlay-legend")
             figure = results.locator(".flint-viewer-figure")
@@ -420,6 +420,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             page.mouse.wheel(0, -600)  # zoom in
             page.wait_for_timeout(800)
             assert figure.locator(".axis text").all_inner_texts() != ticks_before, "the wheel did not zoom"
+            results.locator(".flint-viewer-mode button", has_text="read pixel").click()
             figure.locator("image").first.click(position={"x": 5, "y": 5}, force=True)
             _wait_text(page, ".flint-pixel-readout", "RA ", 20)
             assert "Dec " in _text(page, ".flint-pixel-readout") and "JY/BEAM" in _text(page, ".flint-pixel-readout")
@@ -441,7 +442,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             good_input = param.input_value()
             param.fill(str(lab.root.parent / "empty"))
             launcher.locator("button.flint-submit").click()
-            _wait_text(page, ".flint-flow-status", "failed:", 120, fail_on=("Completed",))
+            _wait_text(page, ".flint-flow-status", "failed:", 120)
             assert "starting" not in _text(page, ".flint-flow-status")
             assert "no SB" in _text(page, ".flint-launcher .flint-errors .flint-error-line")
             launcher.screenshot(path=shots / "09_launcher_failed.png")

@@ -250,7 +250,7 @@ def memory_note(spec: ClusterSpec, script: str) -> str:
         return ""  # the batch system gets what was typed (its K/M/G are powers of 1024)
     return (
         f"memory {memory} = {format_bytes(typed)} (powers of 1024); the batch system is asked for {asked}: "
-        "dask-jobqueue writes whole GiB, rounded down. Type e.g. 32GiB for exactly --mem=32G."
+        "dask-jobqueue writes whole GiB, rounded. Type e.g. 32GiB for exactly --mem=32G."
     )
 
 

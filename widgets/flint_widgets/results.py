@@ -398,6 +398,7 @@ class ResultsBrowser:
         p = Path(path)
         kind = _kind(p) or "image"
         note = p.name
+        self._show_kind(kind)  # visible before drawing: plots drawn while hidden have no size
         if kind == "image":
             self.viewer.load(p)
             cat, matches = overlay_files(p)

@@ -198,13 +198,18 @@ class ImageViewer:
         self.figure.add_class("flint-viewer-figure")
         self.stretch = w.Dropdown(options=list(STRETCHES), value="robust asinh", description="stretch")
         self.stretch.observe(guarded(self.errors, "stretch")(lambda _c: self._draw()), names="value")
+        self.mode = w.ToggleButtons(options=["zoom / pan", "read pixel"], value="zoom / pan",
+                                    tooltips=["wheel zooms, drag pans", "click a pixel for its value and RA/Dec"])
+        self.mode.add_class("flint-viewer-mode")
+        self.mode.observe(lambda c: setattr(self.figure, "interaction", self.panzoom if c["new"] == "zoom / pan" else None),
+                          names="value")
         self.reset = w.Button(description="Reset zoom", icon="expand")
         self.reset.on_click(guarded(self.errors, "zoom")(lambda _b: self.zoom()))
-        self.readout_text = w.HTML("<i>click a pixel for its value and RA/Dec; wheel zooms, drag pans</i>")
+        self.readout_text = w.HTML("<i>zoom / pan: wheel zooms, drag pans · read pixel: click for the value and RA/Dec</i>")
         self.readout_text.add_class("flint-pixel-readout")
         self.legend = w.HTML()
         self.legend.add_class("flint-overlay-legend")
-        self.widget = w.VBox([w.HBox([self.stretch, self.reset]), self.figure, self.readout_text, self.legend, self.errors.output])
+        self.widget = w.VBox([w.HBox([self.stretch, self.mode, self.reset]), self.figure, self.readout_text, self.legend, self.errors.output])
         self.widget.add_class("flint-viewer")
         if path is not None:
             self.load(path)
@@ -228,6 +233,9 @@ class ImageViewer:
         for m in self.marks_overlay.values():
             m.x, m.y = [], []
         self.legend.value = ""
+        # new mark views: ones first drawn while the viewer was hidden (zero size) stay blank
+        self.figure.marks = []
+        self.figure.marks = [self.mark, *self.marks_overlay.values()]
 
     def _draw(self) -> None:
         import matplotlib
