@@ -49,12 +49,15 @@ def test_parse_parameter() -> None:
 
 def test_changed_options_are_written_into_a_strategy_file(tmp_path: Path) -> None:
     launcher = FlowLauncher(flow="continuum")
-    assert set(launcher.params) == {"science", "solutions", "out_dir", "reference", "beams"}
+    assert set(launcher.params) == {"science", "solutions", "out_dir", "reference", "beams", "already_calibrated"}
+    assert launcher.params["already_calibrated"].value is False  # a checkbox (CASDA data: no solutions)
     assert {"wsclean", "selfcal", "linmos", "source_finding"} <= set(launcher.option_forms)
     launcher.set_params(science=str(tmp_path / "sci"), solutions=str(tmp_path / "sol"), out_dir=str(tmp_path / "out"), beams=[0, 1])
     launcher.option_forms["wsclean"].set(niter=1234, size=512)
     params = launcher.parameters()
-    assert params["beams"] == [0, 1] and params["reference"] is None
+    assert params["beams"] == [0, 1] and params["reference"] is None and params["already_calibrated"] is False
+    launcher.set_params(already_calibrated=True)
+    assert launcher.parameters()["already_calibrated"] is True
     written = Path(params["strategy"])
     assert written == tmp_path / "out" / "continuum.strategy.yaml"
     strategy = load_strategy(written)  # validated by the loader

@@ -263,6 +263,11 @@ class FlowLauncher:
         self._param_types = flow_parameters(name)
         self.params = {}
         for pname, (kind, default) in self._param_types.items():
+            if kind is bool:  # a switch, e.g. the continuum flow's already_calibrated (CASDA data)
+                c = w.Checkbox(value=bool(old.get(pname, default)), description=pname, indent=False)
+                c.add_class(f"flint-param-{pname}")
+                self.params[pname] = c
+                continue
             spelled = str(kind)
             hint = "comma-separated beam numbers (empty: all)" if "list[int]" in spelled else ("a folder or paths" if "list[str]" in spelled else "")
             c = w.Text(value=old.get(pname, "" if default is None else str(default)), description=pname, placeholder=hint,
@@ -296,6 +301,9 @@ class FlowLauncher:
         for k, v in values.items():
             if k not in self.params:
                 raise FlintConfigError(f"the {self.flow.value} flow has no parameter {k!r}; it takes {', '.join(self.params)}")
+            if isinstance(self.params[k].value, bool):
+                self.params[k].value = bool(v)
+                continue
             self.params[k].value = ", ".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
 
     def parameters(self) -> dict[str, Any]:
@@ -303,6 +311,9 @@ class FlowLauncher:
         out: dict[str, Any] = {}
         for name, c in self.params.items():
             kind, default = self._param_types[name]
+            if kind is bool:
+                out[name] = bool(c.value)
+                continue
             value = parse_parameter(kind, c.value, default)
             if value is None and default is None and "None" not in str(kind):
                 raise FlintConfigError(f"{name}: required; type a value")
