@@ -151,7 +151,7 @@ def main() -> int:
         t0 = time.perf_counter()
         res = run_bandpass(copy, BandpassOptions(plot=False))
         t_full = time.perf_counter() - t0
-        print(f"run_bandpass with flag->solve->apply->flag rounds (AOFlagger x2): {t_full:.2f} s "
+        print(f"run_bandpass (preflag, solve, AOFlagger on the residuals x1, solve): {t_full:.2f} s "
               f"({t_full / t_read:.1f}x the read); {res.n_flagged_solutions} flagged solutions")
         assert read_solutions(res.solutions).n_channels == layout.n_channels
 

@@ -89,6 +89,8 @@ class FlagOptions(BaseOptions):
     """Discard the existing flags first (default: keep them; new flags are OR-ed in)."""
     max_rows_per_chunk: int | None = Field(default=None, ge=1)
     """Rows read at a time (whole integrations); default sized to ~100 MB of visibilities."""
+    threads: int = Field(default=0, ge=0)
+    """Baselines given to AOFlagger at once (threads); 0: one per CPU core this process may use."""
     time_window_s: float | None = Field(default=None, gt=0.0)
     """Length of time AOFlagger sees of each baseline at once (s); None: the whole observation.
     Windows shorter than ~15 min judge slowly varying and long broadband RFI on too little data."""
@@ -177,6 +179,16 @@ def fill_flagged(data: NDArray[np.complexfloating], flags: NDArray[np.bool_]) ->
     ``data`` with flagged samples replaced (the nearest unflagged value in time at the
     ends, 0 in channels with nothing unflagged) and non-finite values set to 0.
     """
+    out = np.array(data, dtype=np.complex128)
+    cols = np.flatnonzero(flags.any(axis=0))  # only channels with a flag need interpolating
+    if len(cols):
+        out[:, cols] = _interpolate_in_time(data[:, cols], flags[:, cols])
+    out[~np.isfinite(out)] = 0
+    return out
+
+
+def _interpolate_in_time(data: NDArray[np.complexfloating], flags: NDArray[np.bool_]) -> NDArray[np.complex128]:
+    """``data`` with flagged samples interpolated in time (see :func:`fill_flagged`), NaN kept."""
     nt = data.shape[0]
     good = ~flags
     idx = np.arange(nt)[:, None]
@@ -190,8 +202,7 @@ def fill_flagged(data: NDArray[np.complexfloating], flags: NDArray[np.bool_]) ->
     span = np.where(has_prev & has_next & (n > p), n - p, 1)
     frac = np.where(has_prev & has_next, (idx - p) / span, np.where(has_prev, 0.0, 1.0))[..., None]
     interp = np.where((has_prev | has_next)[..., None], vp + frac * (vn - vp), 0)
-    out = np.where(flags[..., None], interp, data)
-    return np.where(np.isfinite(out), out, 0)
+    return np.asarray(np.where(flags[..., None], interp, data), dtype=np.complex128)
 
 
 def _antenna_ids(layout: MSLayout, antennas: tuple[str, ...]) -> set[int]:
@@ -282,10 +293,10 @@ def flag_ms(ms: MS | str | os.PathLike[str], opts: FlagOptions, transform: Trans
     layout = read_layout(ms, opts.column, linear=False)
     ant_ids = _antenna_ids(layout, opts.antennas)
     strategy_path = None
-    flagger = strategy = None
     if opts.aoflagger:
         strategy_path = opts.strategy or default_strategy()
-        flagger, strategy = _load_strategy(strategy_path)
+        _load_strategy(strategy_path)  # a bad file fails before anything is written
+    threads = opts.threads or len(os.sched_getaffinity(0))
     nc = layout.n_channels
     if 2 * opts.edge_channels >= nc and opts.edge_channels > 0:
         raise FlintOptionsError(f"--edge-channels {opts.edge_channels} would flag all {nc} channels of {ms.path}; give fewer")
@@ -307,6 +318,7 @@ def flag_ms(ms: MS | str | os.PathLike[str], opts: FlagOptions, transform: Trans
                     _count(counts, d["FLAG"], new)
                     write_rows(tab, tmp, np.repeat(new[:, :, None], d["FLAG"].shape[2], axis=2), rows)
             else:
+                assert strategy_path is not None
                 baselines = _cross_baselines(tab, layout.n_antennas)
                 for times in _time_windows(layout.times, opts.time_window_s):
                     chunks = _time_chunks(layout, time_col, max_rows, times)
@@ -314,7 +326,7 @@ def flag_ms(ms: MS | str | os.PathLike[str], opts: FlagOptions, transform: Trans
                         for rows in chunks:
                             d = read_rows(tab, cols, rows)
                             scr.put_chunk(d, _sample_flags(d, opts, layout, ant_ids), opts.column, baselines, times, transform)
-                        scr.flag_baselines(flagger, strategy, opts.flatten_spectrum, opts.subtract_time_median)
+                        scr.flag_baselines(strategy_path, opts.flatten_spectrum, opts.subtract_time_median, threads)
                         for rows in chunks:
                             d = read_rows(tab, ["ANTENNA1", "ANTENNA2", "TIME", "FLAG"], rows)
                             new = scr.get_chunk(d, baselines, times)
@@ -422,22 +434,40 @@ class _Scratch:
             os.pwrite(self.vis, cube[b].tobytes(), (b * n_t + t_lo) * vb)
             os.pwrite(self.flags, fl[b].tobytes(), (b * n_t + t_lo) * fb)
 
-    def flag_baselines(self, flagger: Any, strategy: Any, flatten: bool, subtract_median: bool = False) -> None:
-        """Run AOFlagger on each baseline's whole window; its flags replace the scratch flags."""
+    def flag_baselines(self, strategy_path: Path, flatten: bool, subtract_median: bool = False, threads: int = 1) -> None:
+        """Run AOFlagger on each baseline's whole window; its flags replace the scratch flags.
+
+        ``threads`` baselines are flagged at once, each thread with its own strategy (a Lua
+        state is not shared between threads).
+        """
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
         n_bl, n_t, nc, ncorr = self.shape
         vb, fb = n_t * nc * ncorr * 8, n_t * nc
-        runner = _BaselineFlagger(flagger, strategy, n_t, nc, ncorr)
-        for b in range(n_bl):
+        local = threading.local()
+
+        def one(b: int) -> None:
             fl = np.frombuffer(os.pread(self.flags, fb, b * fb), dtype=bool).reshape(n_t, nc)
             if fl.all():
-                continue
+                return
             cube = np.frombuffer(os.pread(self.vis, vb, b * vb), dtype=np.complex64).reshape(n_t, nc, ncorr)
             if flatten:
                 cube = _flatten(cube[None], fl[None])[0]
             if subtract_median:
                 cube = _subtract_median(cube, fl)
-            new = runner.run(cube, fl)
-            os.pwrite(self.flags, new.tobytes(), b * fb)
+            runner = getattr(local, "runner", None)
+            if runner is None:
+                runner = local.runner = _BaselineFlagger(*_load_strategy(strategy_path), n_t, nc, ncorr)
+            os.pwrite(self.flags, runner.run(cube, fl).tobytes(), b * fb)
+
+        if threads <= 1:
+            for b in range(n_bl):
+                one(b)
+            return
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for _ in pool.map(one, range(n_bl)):
+                pass
 
     def get_chunk(self, d: dict[str, Any], baselines: NDArray[np.int64], times: NDArray[np.float64]) -> NDArray[np.bool_]:
         """``(row, chan)`` flags of the next time chunk (chunks are read back in the order written)."""
@@ -464,7 +494,7 @@ class _BaselineFlagger:
     def __init__(self, flagger: Any, strategy: Any, n_t: int, n_c: int, n_corr: int) -> None:
         if n_corr not in (1, 2, 4):
             raise FlintInputError(f"AOFlagger needs 1, 2 or 4 correlations; got {n_corr}")
-        self.strategy, self.ncorr = strategy, n_corr
+        self.flagger, self.strategy, self.ncorr = flagger, strategy, n_corr  # the flagger must outlive its images
         self.images = flagger.make_image_set(n_t, n_c, 2 * n_corr)
         self.mask = flagger.make_flag_mask(n_t, n_c, False)
 

@@ -144,15 +144,17 @@ def test_aoflagger_sees_whole_baselines_whatever_the_chunk(long_rfi_field: SimRe
     ms = writable_copy(long_rfi_field.ms_paths[0], tmp_path / "a")
     small = FlagOptions(max_rows_per_chunk=5 * rows_per_time)  # reads of 5 integrations
     flags, seen = _flag_and_record(ms, small, monkeypatch)
-    assert seen == [(160, 32)]  # one image per baseline: all 160 integrations
+    assert set(seen) == {(160, 32)}  # one image per baseline: all 160 integrations
     big, _ = _flag_and_record(writable_copy(long_rfi_field.ms_paths[0], tmp_path / "b"), FlagOptions(), monkeypatch)
     np.testing.assert_array_equal(flags, big)  # the read chunk does not change the answer
+    one, _ = _flag_and_record(writable_copy(long_rfi_field.ms_paths[0], tmp_path / "t1"), small.with_options(threads=1), monkeypatch)
+    np.testing.assert_array_equal(one, big)  # nor the number of threads
     f = flags[..., 0]
     assert f[mask].mean() >= 0.9 and f[~mask].mean() <= 0.03
     assert not list(tmp_path.glob("a/.flint_flag_*"))  # scratch removed
     # a 15-minute window: AOFlagger sees 91 + 69 integrations, quality holds
     win, seen = _flag_and_record(writable_copy(long_rfi_field.ms_paths[0], tmp_path / "c"), small.with_options(time_window_s=900.0), monkeypatch)
-    assert seen == [(91, 32), (69, 32)]
+    assert set(seen) == {(91, 32), (69, 32)}
     assert win[..., 0][mask].mean() >= 0.9 and win[..., 0][~mask].mean() <= 0.03
     # rows not in time order: the same flags row for row
     unsorted = _time_unsorted_copy(long_rfi_field.ms_paths[0], tmp_path / "unsorted.ms")
