@@ -15,12 +15,13 @@ is not written to. A failing WSClean leaves no product under a final name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,15 @@ __all__ = [
     "product_base",
     "find_wsclean",
     "PRODUCT_KINDS",
+    "parse_pols",
+    "prepare_imaging",
+    "wsclean_workdir",
+    "ChannelBlockResult",
+    "CubeResult",
+    "run_channel_block",
+    "assemble_channel_blocks",
+    "run_cube_imaging",
+    "channel_blocks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -100,7 +110,26 @@ class WSCleanOptions(BaseOptions):
     """Fit a polynomial of this many terms over frequency to each component (with
     ``join_channels``)."""
     pol: str = "I"
-    """Polarisation(s) to image."""
+    """Polarisation(s) to image: Stokes ``I``, ``Q``, ``U``, ``V`` (e.g. ``IQUV``, ``QU``) or
+    ``XX``/``YY``/``RR``/``LL``, optionally comma-separated. With more than one (or one other
+    than I) the products are named ``...<base>.<p>.<kind>.fits`` (``p`` = ``i``, ``q``, ...)."""
+    join_polarizations: bool = False
+    """Find clean components in the sum of squares of the polarisations and subtract them from
+    each (WSClean ``-join-polarizations``; two or four polarisations)."""
+    squared_channel_joining: bool = False
+    """With ``join_channels``, find peaks in the sum of squares over channels (for Q/U with a
+    non-zero rotation measure; WSClean ``-squared-channel-joining``)."""
+    channel_range: tuple[int, int] | None = None
+    """Image only MS channels ``start`` to ``end`` (end exclusive; WSClean ``-channel-range``)."""
+    cube: bool = False
+    """Stream the per-channel images into cubes ``<base>.<p>.<kind>.cube.fits`` with a
+    per-channel ``BEAMS`` table (needs ``channels_out >= 2``)."""
+    cube_products: tuple[Literal["image", "residual", "model", "psf", "dirty"], ...] = ("image", "residual")
+    """Kinds assembled into cubes with ``cube`` (those WSClean makes; the PSF cube has no
+    polarisation tag: ``<base>.psf.cube.fits``)."""
+    keep_channel_images: bool = False
+    """Keep the per-channel ``<base>[.<p>].chNNNN.<kind>.fits`` images a cube was assembled
+    from (per-channel models are always kept, for ``flint subtract``)."""
     data_column: str | None = None
     """Visibility column to image; ``None``: the MS handle's column, or for a path (as
     WSClean itself does) ``CORRECTED_DATA`` when the MS has it, else ``DATA``."""
@@ -144,7 +173,47 @@ class WSCleanOptions(BaseOptions):
             raise ValueError("multiscale_scales needs multiscale (--multiscale)")
         if any(s < 0 for s in self.multiscale_scales or ()):
             raise ValueError("multiscale_scales must be >= 0 pixels")
+        pols = parse_pols(self.pol)
+        if self.join_polarizations and len(pols) not in (2, 4):
+            raise ValueError(f"join_polarizations needs two or four polarisations, --pol {self.pol} has {len(pols)} (--pol IQUV)")
+        if self.squared_channel_joining and not self.join_channels:
+            raise ValueError("squared_channel_joining needs join_channels (--join-channels)")
+        if self.channel_range is not None and not 0 <= self.channel_range[0] < self.channel_range[1]:
+            raise ValueError(f"channel_range must be 0 <= start < end (end exclusive), got {self.channel_range} (--channel-range)")
+        if self.cube and self.channels_out < 2:
+            raise ValueError("cube needs channels_out >= 2 (--channels-out N)")
         return self
+
+    @property
+    def pols(self) -> tuple[str, ...]:
+        """The polarisations imaged, upper case (``("I", "Q", "U", "V")``)."""
+        return parse_pols(self.pol)
+
+
+#: polarisations flint names products for (WSClean writes XY/YX as real + imaginary images)
+_POLS = ("I", "Q", "U", "V", "XX", "YY", "RR", "LL")
+
+
+def parse_pols(pol: str) -> tuple[str, ...]:
+    """The polarisations of a WSClean ``-pol`` value, upper case, in the order given.
+
+    Examples
+    --------
+    >>> parse_pols("iquv"), parse_pols("XX,YY")
+    (('I', 'Q', 'U', 'V'), ('XX', 'YY'))
+    """
+    text = pol.replace(",", "").replace(" ", "").upper()
+    out: list[str] = []
+    while text:
+        two = text[:2]
+        tok = two if two in _POLS else text[:1]
+        if tok not in _POLS:
+            raise ValueError(f"pol {pol!r}: flint images {', '.join(_POLS)} (e.g. --pol IQUV)")
+        out.append(tok)
+        text = text[len(tok) :]
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"pol {pol!r}: give each polarisation once (e.g. --pol IQUV)")
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -166,14 +235,29 @@ class ImagingResult:
     """Sub-band restored images when ``channels_out > 1``."""
     command: tuple[str, ...] = ()
     """The argv that was run."""
+    files: dict[str, Path] = field(default_factory=dict)
+    """Every product by key: its name without ``<base>.`` and ``.fits`` (``image``,
+    ``q.image``, ``ch0003.model``, ``i.image.cube``, ...)."""
 
     @property
     def products(self) -> dict[str, Path]:
-        """Kind -> path of every product written."""
+        """Key -> path of every product written (kind -> path for a plain Stokes-I image)."""
+        if self.files:
+            return dict(self.files)
         out = {k: getattr(self, k) for k in PRODUCT_KINDS if getattr(self, k) is not None}
         if self.dirty is not None:
             out["dirty"] = self.dirty
         return out
+
+    @property
+    def cubes(self) -> dict[str, Path]:
+        """``<p>.<kind>`` (``psf`` for the PSF) -> channel cube ``<base>.<p>.<kind>.cube.fits``."""
+        return {k.removesuffix(".cube"): v for k, v in self.files.items() if k.endswith(".cube")}
+
+    @property
+    def channel_models(self) -> tuple[Path, ...]:
+        """Per-channel clean models ``<base>[.<p>].chNNNN.model.fits`` (``channels_out > 1``)."""
+        return tuple(v for k, v in sorted(self.files.items()) if ".ch" in f".{k}" and k.endswith(".model"))
 
 
 # --------------------------------------------------------------------------- argv as data
@@ -236,7 +320,13 @@ def wsclean_argv(
         argv += ["-join-channels"]
     if o.fit_spectral_pol is not None:
         argv += ["-fit-spectral-pol", str(o.fit_spectral_pol)]
+    if o.squared_channel_joining:
+        argv += ["-squared-channel-joining"]
+    if o.channel_range is not None:
+        argv += ["-channel-range", str(o.channel_range[0]), str(o.channel_range[1])]
     argv += ["-pol", o.pol]
+    if o.join_polarizations:
+        argv += ["-join-polarizations"]
     argv += ["-data-column", o.data_column or data_column]
     if o.fits_mask is not None:
         argv += ["-fits-mask", os.fspath(o.fits_mask)]
@@ -357,22 +447,6 @@ def product_base(ms: MS, round: int | None = None) -> str:
     return f"{stem}.round{round}" if round is not None else stem
 
 
-def _wsclean_products(name: Path, options: WSCleanOptions) -> dict[str, Path]:
-    """WSClean's own file names -> flint kind (``image``, ``ch0001.image``, ...)."""
-    kinds = [k for k in PRODUCT_KINDS if options.niter > 0 or k in ("image", "psf")]
-    kinds += ["dirty"] if options.save_dirty else []
-    out: dict[str, Path] = {}
-    if options.channels_out == 1:
-        for k in kinds:
-            out[k] = name.parent / f"{name.name}-{k}.fits"
-    else:
-        for k in kinds:
-            out[k] = name.parent / f"{name.name}-MFS-{k}.fits"
-        for c in range(options.channels_out):
-            out[f"ch{c:04d}.image"] = name.parent / f"{name.name}-{c:04d}-image.fits"
-    return out
-
-
 # --------------------------------------------------------------------------- input checks
 def _require_sky_frame(ms: MS) -> None:
     """Refuse a raw (instrument-frame) ASKAP MS: it must be preprocessed first."""
@@ -447,8 +521,37 @@ def run_imaging(
         WSClean failed; carries its exit status and last output lines. No product
         is left under a final name.
     """
+    from flint._imaging_cubes import check_channel_range, collect_products
+
     opts = options or WSCleanOptions()
     handle = MS.cast(ms)
+    column, program = prepare_imaging(handle, ms, opts, round, force)
+    if opts.channel_range is not None:
+        check_channel_range(handle, opts.channel_range)
+    out = (Path(out_dir) if out_dir is not None else handle.path.parent).absolute()
+    base = product_base(handle, round)
+    with wsclean_workdir(handle, opts, column, program, out, base) as (name, argv):
+        finals = collect_products(name, opts, out, base, handle.path, argv)
+    first = "" if opts.pols == ("I",) else f"{opts.pols[0].lower()}."
+    logger.info("imaged %s -> %s", handle.path, finals[f"{first}image"])
+    channel_images = tuple(finals[k] for k in sorted(finals) if k.startswith(f"{first}ch") and k.endswith(".image"))
+    return ImagingResult(
+        ms=handle,
+        image=finals[f"{first}image"],
+        residual=finals.get(f"{first}residual"),
+        model=finals.get(f"{first}model"),
+        psf=finals["psf"],
+        dirty=finals.get(f"{first}dirty"),
+        channel_images=channel_images,
+        command=tuple(argv),
+        files=finals,
+    )
+
+
+def prepare_imaging(
+    handle: MS, ms: MS | str | os.PathLike[str], opts: WSCleanOptions, round: int | None, force: bool
+) -> tuple[str, str]:
+    """Check the inputs of a WSClean run; return the column to image and the program to run."""
     if round is not None and round < 0:
         raise FlintOptionsError(f"--round must be >= 0, got {round}")
     column = imaging_column(ms, opts)
@@ -458,10 +561,19 @@ def run_imaging(
     if not force:
         _require_sky_frame(handle)
     _require_uv_coverage(handle)
-    program = find_wsclean(opts)
-    out = (Path(out_dir) if out_dir is not None else handle.path.parent).absolute()
+    return column, find_wsclean(opts)
+
+
+@contextlib.contextmanager
+def wsclean_workdir(
+    handle: MS, opts: WSCleanOptions, column: str, program: str, out: Path, base: str
+) -> Iterator[tuple[Path, list[str]]]:
+    """Run WSClean in a private folder inside ``out``; yield its ``-name`` and the argv.
+
+    The caller moves the products it keeps out of the folder; the folder (and anything
+    left in it) is removed on exit, also when WSClean or the caller fails.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    base = product_base(handle, round)
     work = Path(tempfile.mkdtemp(prefix=f".{base}.", suffix=".wsclean", dir=out))
     try:
         name = work / base
@@ -474,29 +586,17 @@ def run_imaging(
             binds += [Path(p).absolute() for p in (run_opts.temp_dir, opts.fits_mask) if p is not None]
             argv = container_argv(inner, Path(opts.container).absolute(), bind_dirs(binds), runtime=program)
         run_command(argv, cwd=work)
-        produced = _wsclean_products(name, opts)
-        missing = [p.name for p in produced.values() if not p.exists()]
-        if missing:
-            raise FlintInputError(
-                f"{handle.path}: WSClean exited 0 but did not write {', '.join(missing)}; "
-                f"its options were: {' '.join(argv[1:-1])}"
-            )
-        finals: dict[str, Path] = {}
-        for kind, src in produced.items():
-            dst = out / f"{base}.{kind}.fits"
-            os.replace(src, dst)
-            finals[kind] = dst
+        yield name, argv
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    logger.info("imaged %s -> %s", handle.path, finals["image"])
-    channel_images = tuple(finals[k] for k in sorted(finals) if k.startswith("ch"))
-    return ImagingResult(
-        ms=handle,
-        image=finals["image"],
-        residual=finals.get("residual"),
-        model=finals.get("model"),
-        psf=finals["psf"],
-        dirty=finals.get("dirty"),
-        channel_images=channel_images,
-        command=tuple(argv),
-    )
+
+
+# channel cubes and channel-block imaging (flint._imaging_cubes keeps this module small)
+from flint._imaging_cubes import (  # noqa: E402
+    ChannelBlockResult,
+    CubeResult,
+    assemble_channel_blocks,
+    channel_blocks,
+    run_channel_block,
+    run_cube_imaging,
+)
