@@ -196,7 +196,9 @@ def check_flow_inputs(name: str, parameters: dict[str, Any]) -> None:
     p = parameters
     if name == "bandpass":
         _existing(p["bandpass"], "bandpass Measurement Set or folder")
-        find_by_beam(p["bandpass"], ".ms", p.get("beams"), calibrator=True)
+        field = _strategy(p.get("strategy")).options_for("bandpass", 0).field
+        for ms_path in find_by_beam(p["bandpass"], ".ms", p.get("beams"), calibrator=True).values():
+            _check_bandpass_field(ms_path, field)
     elif name == "continuum":
         _existing(p["science"], "science Measurement Set or folder")
         _check_calibration_mode(p.get("solutions"), bool(p.get("already_calibrated")))
@@ -208,6 +210,20 @@ def check_flow_inputs(name: str, parameters: dict[str, Any]) -> None:
             _existing(p["reference"], "reference catalogue")
     if name in ("bandpass", "continuum"):
         _strategy(p.get("strategy"))
+
+
+def _check_bandpass_field(ms_path: str, field: str | None) -> None:
+    """Refuse a calibrator MS whose beam has no field of its own (36-field ASKAP MSs), before
+    anything is submitted; the field the flow will use is chosen by :mod:`flint.calibrate`."""
+    from flint.calibrate.fields import choose_bandpass_field
+    from flint.errors import FlintMSError
+
+    try:
+        choice = choose_bandpass_field(ms_path, field)
+    except FlintMSError as err:  # the flow's fixes: the strategy's bandpass field, or --beams
+        text = str(err).replace("--field NAME", "the field (bandpass: field: NAME in --strategy)").replace("to --field", "as bandpass: field: in --strategy")
+        raise FlintInputError(f"{text}; or leave the beam out with --beams") from None
+    logger.debug("%s: bandpass field %d %r (%s)", ms_path, choice.field_id, choice.name, choice.reason)
 
 
 def _strategy(path: str | None) -> Any:
@@ -300,7 +316,8 @@ def continuum_flow(
         for r in range(1, n_rounds + 1):
             rl = f"{label}.round{r}"
             ms = T.selfcal_task.submit(ms, strat.options_for("selfcal", r), out_dir, rl, after=img)
-            img = T.image_task.submit(ms, strat.options_for("wsclean", r), out_dir, r, rl)
+            masking = strat.options_for("masking", r) if "masking" in strat.tools else None
+            img = T.image_task.submit(ms, strat.options_for("wsclean", r), out_dir, r, rl, mask_from=img, mask_options=masking)
             images[r][beam] = img
     mosaics = {}
     for r, imgs in images.items():

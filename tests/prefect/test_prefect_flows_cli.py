@@ -182,3 +182,22 @@ def test_casda_and_raw_named_folders_accepted(sim_bandpass: SimResult, sim_field
     _assert_refused(rc, err, out, "no Prefect API answers")
     rc, err, _ = _run(["flow", "continuum", os.fspath(tmp_path), "--already-calibrated", "--out-dir", os.fspath(out)], capsys)
     _assert_refused(rc, err, out, "scienceData.<field>.SB<sbid>.<field>.beamNN*.ms (CASDA)")
+
+
+def test_bandpass_beam_without_its_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A raw 36-field calibrator MS whose beam's field is missing is refused before anything starts."""
+    from flint.ms import copy_ms, open_table
+    from flint.sim import SimOptions, simulate_bandpass
+
+    sim = simulate_bandpass(tmp_path / "sim", SimOptions(askap_raw=True, n_beams=2, n_antennas=6, n_channels=2, n_times=2))
+    data = tmp_path / "raw"
+    data.mkdir()
+    ms = copy_ms(sim.ms_paths[1], data / "SB100.B1934-638.beam1.ms").path
+    with open_table(ms, subtable="FIELD", mode="rw") as t:
+        names = list(t.getcol("NAME"))
+        assert names[1] == "B1934-638_beam1"
+        t.putcell("NAME", 1, "B1934-638_beam99")  # beam 1's own field gone
+    out = tmp_path / "out"
+    rc, err, _ = _run(["flow", "bandpass", os.fspath(data), "--out-dir", os.fspath(out)], capsys)
+    _assert_refused(rc, err, out, "SB100.B1934-638.beam1.ms", "beam 1 has no field of its own", "--strategy", "--beams")
+    assert "--field" not in err  # not a flint flow option
