@@ -458,7 +458,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
 
             # submit after close (a fresh server and cluster from the 'local' preset), then Cancel
             launcher.locator(".flint-flow-choice select").select_option("probe")
-            launcher.locator(".flint-cluster-choice select").select_option("yaml")
+            launcher.locator(".flint-cluster-choice select").select_option(label="YAML file / preset")
             launcher.locator(".flint-param-out_dir input").fill(str(lab.root.parent / "work" / "probe"))
             launcher.locator(".flint-param-n_beams input").fill("2")
             launcher.locator(".flint-param-rounds input").fill("3")
