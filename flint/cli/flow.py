@@ -13,6 +13,7 @@ output in ``<out-dir>/flint-flow-<flow>.log``), prints its PID and flow-run id, 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -85,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
 
 
 def _one_or_list(values: list[str]) -> str | list[str]:
-    return values[0] if len(values) == 1 and Path(values[0]).is_dir() else [os.path.abspath(v) for v in values]
+    folder = len(values) == 1 and Path(values[0]).is_dir() and not (Path(values[0]) / "table.dat").exists()
+    return values[0] if folder else [os.path.abspath(v) for v in values]
 
 
 def _parameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,7 +115,13 @@ def _check(args: argparse.Namespace, params: dict[str, Any]) -> Any:
     from flint.prefect.server import check_api_reachable
 
     spec = resolve_cluster(args.cluster_config)
-    check_flow_inputs(args.flow_name, params)
+    strategy_log = logging.getLogger("flint.strategy")
+    level = strategy_log.level
+    strategy_log.setLevel(logging.WARNING)  # the flow logs its strategy when it runs; errors stay one line
+    try:
+        check_flow_inputs(args.flow_name, params)
+    finally:
+        strategy_log.setLevel(level)
     if spec.address:
         check_scheduler_reachable(spec.address, source=spec.source)
     url = args.api_url or os.environ.get("PREFECT_API_URL")

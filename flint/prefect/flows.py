@@ -63,6 +63,11 @@ def is_calibrator_field(field: str) -> bool:
     return _CALIBRATOR_RE.search(field) is not None
 
 
+def _is_folder(path: str | os.PathLike[str]) -> bool:
+    """A folder of inputs (a Measurement Set is a directory too, but not a folder of them)."""
+    return Path(path).is_dir() and not (Path(path) / "table.dat").exists()
+
+
 def _parses(path: Path) -> bool:
     try:
         return parse_name(path).beam is not None
@@ -83,7 +88,7 @@ def find_by_beam(
     In a folder holding several observations, ``calibrator=True`` keeps PKS B1934-638's
     files and ``calibrator=False`` the others; two files for one beam are an error.
     """
-    if isinstance(where, str | os.PathLike) and Path(where).is_dir():
+    if isinstance(where, str | os.PathLike) and _is_folder(where):
         paths = sorted(p for p in Path(where).glob(f"*{suffix}") if _parses(p))
         if calibrator is not None and len({parse_name(p).field for p in paths}) > 1:
             paths = [p for p in paths if is_calibrator_field(parse_name(p).field) == calibrator]

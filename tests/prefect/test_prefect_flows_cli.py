@@ -201,3 +201,20 @@ def test_bandpass_beam_without_its_field(tmp_path: Path, capsys: pytest.CaptureF
     rc, err, _ = _run(["flow", "bandpass", os.fspath(data), "--out-dir", os.fspath(out)], capsys)
     _assert_refused(rc, err, out, "SB100.B1934-638.beam1.ms", "beam 1 has no field of its own", "--strategy", "--beams")
     assert "--field" not in err  # not a flint flow option
+
+
+def test_one_measurement_set_is_not_a_folder(sim_bandpass: SimResult, tmp_path: Path) -> None:
+    """A single MS (a directory) given alone is that MS, not a folder to search; errors are one stderr line."""
+    import subprocess
+    import sys
+
+    from flint.prefect.flows import find_by_beam
+
+    ms = sim_bandpass.ms_paths[1]
+    assert find_by_beam(os.fspath(ms), ".ms") == {1: os.fspath(ms)}
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "flint.cli", "flow", "bandpass", os.fspath(ms), "--out-dir", os.fspath(out),
+                           "--api-url", "http://127.0.0.1:9/api"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr  # one line, no INFO before it
+    assert "no Prefect API answers" in proc.stderr and not out.exists()
