@@ -63,6 +63,9 @@ class BandpassOptions(BaseOptions):
     """Flag solutions whose signal-to-noise (from the fit residuals) is lower."""
     outlier_nsigma: float | None = Field(default=8.0, gt=0.0)
     """Flag channels whose gain amplitude departs this many robust sigma from its neighbours; None: off."""
+    smooth_window_channels: int | None = Field(default=None, ge=3)
+    """Smooth the final solutions across channels (Savitzky-Golay window, channels) after
+    flagging outlier channels (:mod:`flint.calibrate._smooth`); None: no smoothing."""
     check_field: bool = True
     """Refuse data whose phase centre is not PKS B1934-638."""
     max_offset_arcmin: float = Field(default=1.0, gt=0.0)
@@ -212,6 +215,11 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
                 ms.path, i + 1, 100 * (fr.flagged_after - fr.flagged_before), 100 * fr.flagged_before, 100 * fr.flagged_after,
             )
         outcome = solve_ms(layout, spec)
+    if opts.smooth_window_channels is not None:
+        from flint.calibrate._smooth import SmoothOptions, smooth_solutions
+
+        smoothed, _ = smooth_solutions(outcome.solutions, SmoothOptions(window_channels=opts.smooth_window_channels, ref_antenna=ref))
+        outcome = replace(outcome, solutions=smoothed)
     write_solutions(out_path, outcome.solutions)
     plot = plot_solutions(out_path) if opts.plot else None
     frac = summarise(work, check_data=False).flagged_fraction
