@@ -215,10 +215,23 @@ def selfcal_task(ms: Any, options: Any, out_dir: str, label: str, after: Any = N
 
 
 @task(name="image", task_run_name="image-{label}", **_SAFE)  # type: ignore[call-overload]
-def image_task(ms: Any, options: Any, out_dir: str, round: int, label: str, after: Any = None) -> Any:
-    """Image ``ms`` (its current column) with WSClean; products named with ``round``."""
-    from flint.imaging import run_imaging
+def image_task(
+    ms: Any, options: Any, out_dir: str, round: int, label: str, after: Any = None, mask_from: Any = None, mask_options: Any = None
+) -> Any:
+    """Image ``ms`` (its current column) with WSClean; products named with ``round``.
 
+    With ``mask_from`` (the previous round's imaging result) and ``mask_options``, a clean
+    mask is made from that image first (:func:`flint.masking.make_clean_mask`) and given
+    to WSClean (``fits_mask``).
+    """
+    from flint.imaging import product_base, run_imaging
+
+    if mask_from is not None and mask_options is not None:
+        from flint.masking import make_clean_mask
+
+        out = Path(out_dir) / f"{product_base(_ms(ms), round)}.mask.fits"
+        mask = make_clean_mask(_path(mask_from, "image"), mask_options, output=out)
+        options = options.with_options(fits_mask=mask.mask)
     result = run_imaging(_ms(ms), options, out_dir=out_dir, round=round)
     stage_log(out_dir, "image", label)
     return result
