@@ -147,3 +147,58 @@ def test_imaging_column_follows_wsclean_for_paths_and_the_handle_otherwise(tmp_p
     assert imaging_column(ms) == "CORRECTED_DATA"
     assert imaging_column(MS(Path(ms), column="DATA")) == "DATA"
     assert imaging_column(ms, WSCleanOptions(data_column="MODEL_DATA")) == "MODEL_DATA"
+
+
+# --------------------------------------------------------------------------- polarisation, cubes
+def test_iquv_cube_argv() -> None:
+    o = WSCleanOptions(pol="IQUV", join_polarizations=True, channels_out=8, join_channels=True, squared_channel_joining=True, cube=True)
+    argv = wsclean_argv(["a.ms"], o, "n")
+    joined = " ".join(argv)
+    for piece in ("-channels-out 8 -join-channels -squared-channel-joining", "-pol IQUV -join-polarizations"):
+        assert piece in joined, piece
+    assert "-channel-range" not in argv
+    argv = wsclean_argv(["a.ms"], WSCleanOptions(channels_out=4, channel_range=(4, 8)), "n")
+    assert "-channel-range 4 8 -pol I -data-column" in " ".join(argv)
+    plain = wsclean_argv(["a.ms"], WSCleanOptions(), "n")
+    assert not {"-join-polarizations", "-squared-channel-joining", "-channel-range"} & set(plain)
+
+
+@pytest.mark.parametrize(
+    "pol, pols",
+    [("I", ("I",)), ("iquv", ("I", "Q", "U", "V")), ("Q,U", ("Q", "U")), ("XXYY", ("XX", "YY")), ("V", ("V",))],
+)
+def test_pol_is_parsed(pol: str, pols: tuple[str, ...]) -> None:
+    assert WSCleanOptions(pol=pol).pols == pols
+
+
+@pytest.mark.parametrize(
+    "kw, flag",
+    [
+        ({"pol": "IQ2"}, "--pol"),
+        ({"pol": "XY"}, "--pol"),  # WSClean writes XY as real + imaginary images: not named by flint
+        ({"pol": "II"}, "--pol"),
+        ({"pol": "IQU", "join_polarizations": True}, "--pol IQUV"),
+        ({"squared_channel_joining": True, "channels_out": 2}, "--join-channels"),
+        ({"channel_range": (5, 5)}, "--channel-range"),
+        ({"channel_range": (-1, 5)}, "--channel-range"),
+        ({"cube": True}, "--channels-out"),
+        ({"cube": True, "channels_out": 2, "cube_products": ("image", "restored")}, "cube_products"),
+    ],
+)
+def test_bad_pol_and_cube_options_name_the_flag(kw: dict[str, object], flag: str) -> None:
+    with pytest.raises(FlintOptionsError, match=flag):
+        WSCleanOptions.create(**kw)
+
+
+def test_wsclean_file_names_per_pol_and_channel() -> None:
+    from flint._imaging_cubes import cube_key, product_key, wsclean_files
+
+    files = wsclean_files(Path("w/t"), WSCleanOptions(pol="IQUV", channels_out=2))
+    names = {f.path.name: product_key(f, ("I", "Q", "U", "V"), chan_offset=0) for f in files}
+    assert names["t-MFS-Q-image.fits"] == "q.image"
+    assert names["t-0001-V-residual.fits"] == "v.ch0001.residual"
+    assert names["t-0000-psf.fits"] == "ch0000.psf" and names["t-MFS-psf.fits"] == "psf"
+    assert len(files) == 3 * (4 * 3 + 1)  # MFS + 2 channels, x (4 Stokes x image/residual/model + psf)
+    single = {f.path.name: product_key(f, ("I",)) for f in wsclean_files(Path("t"), WSCleanOptions(niter=0))}
+    assert single == {"t-image.fits": "image", "t-psf.fits": "psf"}
+    assert cube_key("I", "image") == "i.image.cube" and cube_key(None, "psf") == "psf.cube"
