@@ -150,6 +150,6 @@ def parse_name(path: str | os.PathLike[str]) -> ProductName:
     if c is not None:
         return ProductName(sbid=int(c["sbid"]), field=c["field"], beam=int(c["beam"]), rest=c["rest"])
     raise FlintInputError(
-        f"{name!r} is not a flint, raw ASKAP or CASDA name (expected SB<sbid>.<field>.beam<N>... "
+        f"{name!r} is not a flint product name, nor a raw ASKAP or CASDA one (expected SB<sbid>.<field>.beam<N>... "
         "or scienceData.<field>.SB<sbid>.<field>.beam<NN>...); rename it"
     )
