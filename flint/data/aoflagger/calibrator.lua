@@ -4,8 +4,10 @@
  noise plus RFI, with no bandpass and no source structure to model.
 
  Derived from flint's askap.lua (itself from AOFlagger's generic default strategy,
- version 2021-03-30, André Offringa); the residuals need less of the high-pass
- modelling that strategy does for raw sky data. The existing (input) flags are always
+ version 2021-03-30, André Offringa) with one high-pass iteration fewer (2 instead of 3):
+ the residuals have no smooth structure for it to model. On the simulator's calibrator
+ with RFI (seeds 3, 4, 5, 7, 9, 44) the flags and solutions were the same as with 3
+ iterations, at ~20 % less AOFlagger time. The existing (input) flags are always
  respected and kept. Tweak the settings at the top of execute().
 ]]
 
@@ -18,7 +20,7 @@ function execute(input)
   local flag_polarizations = input:get_polarizations()
   local base_threshold = 1.2 -- lower means more sensitive detection
   local flag_representations = { "amplitude" }
-  local iteration_count = 3 -- how many iterations to perform
+  local iteration_count = 2 -- how many iterations to perform (askap.lua: 3; residuals need less high-pass modelling)
   local threshold_factor_step = 2.0 -- sensitivity increase per iteration
   local frequency_resize_factor = 1.0 -- extra smoothing in frequency
   local transient_threshold_factor = 1.0 -- lower: more aggressive on transients
