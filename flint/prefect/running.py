@@ -302,6 +302,15 @@ class FlowHandle:
             logger.warning("flow run %s: engine still busy %.0f s after cancel", self.flow_run_id, timeout)
         return killed
 
+    def _cancel_open_task_runs(self) -> None:
+        """Task runs a cancelled run left Pending/Running (their futures were cancelled) become Cancelled."""
+        from prefect.states import Cancelled
+
+        with prefect_api(self.api_url, self._auth), self._client() as client:
+            for run in self._task_runs():
+                if run.state is None or not run.state.is_final():
+                    client.set_task_run_state(run.id, Cancelled(message="flow run cancelled"), force=True)
+
     def _set_state(self, state: Any) -> None:
         with prefect_api(self.api_url, self._auth), self._client() as client:
             client.set_flow_run_state(self.flow_run_id, state, force=True)
@@ -540,6 +549,7 @@ def submit_flow(
 
                     handle._state = Cancelled(message="cancelled from flint")
                     handle._set_state(handle._state)
+                    handle._cancel_open_task_runs()
                 # the API may go away with the run (temporary server): keep the last word
                 final = {"tasks": handle.task_states(), "timeline": handle.timeline(), "state": handle.state()}
                 handle._final = final
