@@ -187,10 +187,15 @@ def test_iquv_of_unpolarised_sky_matches_truth(iquv_run: IQUVRun, sim_field_idea
 
 # --------------------------------------------------------------------------- channel blocks
 def test_channel_blocks_assemble_to_the_full_cube(tmp_path: Path, full_i_cube: ImagingResult, sim_field_ideal: SimResult) -> None:
-    """Three uneven blocks (0-4, 5-9, 10-11), given out of order, assemble to the one-run cube
-    (pixels within 1e-6 of the peak, in practice identical), the same BEAMS and FREQ axis."""
+    """Three uneven blocks (0-4, 5-9, 10-11) imaged at the same time on one MS (as a flow's
+    tasks run them), given out of order, assemble to the one-run cube (pixels within 1e-6 of
+    the peak, in practice identical), the same BEAMS and FREQ axis."""
+    from concurrent.futures import ThreadPoolExecutor
+
     ms = sim_field_ideal.ms_paths[0]
-    blocks = [run_channel_block(ms, s, e, CUBE_OPTS, out_dir=tmp_path, round=0) for s, e in ((10, 12), (0, 5), (5, 10))]
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(run_channel_block, ms, s, e, CUBE_OPTS, out_dir=tmp_path, round=0) for s, e in ((10, 12), (0, 5), (5, 10))]
+        blocks = [f.result() for f in futures]
     assert [p.name for p in blocks[0].images["i.image"]] == [f"{BASE}.ch0010.image.fits", f"{BASE}.ch0011.image.fits"]
     assert "-update-model-required" not in blocks[0].command and "-channel-range" in blocks[0].command
     cubes = assemble_channel_blocks(blocks)
