@@ -7,6 +7,13 @@ inside an apptainer/singularity image when ``WSCleanOptions.container`` is set
 renames the products to flint's names::
 
     SB<sbid>.<field>.beam<NN>[.round<N>].{image,residual,model,psf}.fits
+    ...[.<p>].chNNNN.{image,model}.fits     per channel (channels_out > 1; p = i, q, u, v
+                                             when more than Stokes I is imaged)
+    ....<p>.{image,residual}.cube.fits       channel cubes with a BEAMS table (cube=True)
+
+Several polarisations (``pol="IQUV"``) give ``....<p>.image.fits`` per Stokes. Channel-block
+imaging for spectral-line cubes (:func:`run_channel_block`, :func:`assemble_channel_blocks`)
+lives in :mod:`flint._imaging_cubes`.
 
 WSClean writes the clean-component model into the MS's ``MODEL_DATA`` column (needed by
 self-calibration). With ``niter=0`` only the dirty image and the PSF are made, and the MS
