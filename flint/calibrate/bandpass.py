@@ -54,7 +54,7 @@ class BandpassOptions(BaseOptions):
     aoflagger: bool = True
     """Use AOFlagger in the flagging steps (otherwise only the deterministic flags)."""
     strategy: Path | None = None
-    """AOFlagger strategy file; default flint's ASKAP strategy."""
+    """AOFlagger strategy file; default flint's calibrator.lua for the flag rounds (askap.lua for the preflag)."""
     max_iter: int = Field(default=200, ge=1)
     """StEFCal iteration limit; solutions that have not converged by then are flagged."""
     tol: float = Field(default=1e-7, gt=0.0)
@@ -198,7 +198,7 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
     )
     flag_opts = FlagOptions(column=opts.column, aoflagger=opts.aoflagger, strategy=opts.strategy)
     if opts.preflag:
-        # raw calibrator data carry the full bandpass: flatten it so AOFlagger sees RFI, not ripple
+        # (with preflag_aoflagger) raw calibrator data carry the full bandpass: flatten it so AOFlagger sees RFI, not ripple
         run_flagging(work, flag_opts.with_options(aoflagger=opts.aoflagger and opts.preflag_aoflagger, flatten_spectrum=True))
     # before a flag round, keep every solution: the residuals of a flagged one could not be judged
     first = spec if opts.flag_rounds == 0 else replace(spec, min_snr=0.0, outlier_nsigma=None)
