@@ -18,7 +18,7 @@ same run:
 Usage::
 
     .venv/bin/python benchmarks/bench_calib_scale.py [--n-channels 288] [--n-times 60]
-        [--n-antennas 36] [--intervals 5 20 60] [--keep]
+        [--n-antennas 36] [--intervals 5 20 60] [--repeat 3] [--keep] [--data KEPT/sim]
 
 The default MS is 36 antennas x 288 channels x 60 integrations (~390 MB of DATA per MS).
 """
@@ -34,6 +34,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 #: run in each subprocess before the measured code: a timer and the peak-RSS report
@@ -123,77 +124,99 @@ def bench_selfcal(field: Path, work: Path, args: argparse.Namespace, read: dict[
             print(f"{int(r['n_int']):>9} {mode:>14} {r['acc_mb']:>9.1f} {r['rss_mb']:>12.0f} {r['seconds']:>8.2f} {r['seconds'] / read['seconds']:>6.2f}")
 
 
-def bench_flagging(field: Path, work: Path, read: dict[str, float]) -> dict[str, float]:
+def interleaved(
+    cases: list[tuple[str, Path, str]], work: Path, repeat: int, child: Collection[str] = ()
+) -> dict[str, dict[str, float]]:
+    """Measure each ``(label, source MS, code)`` on a fresh copy of the MS (``{ms}`` in the code),
+    ``repeat`` rounds taken in turn; median time, largest peak RSS (the child's for ``child`` labels)."""
+    import statistics
+
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in cases}
+    for _ in range(max(1, repeat)):
+        for label, src, code in cases:
+            ms = copy_ms(src, work / "case.ms")
+            r = measure(code.replace("{ms}", str(ms)))
+            if label in child:
+                r["rss_mb"] = r["child_rss_mb"]
+            runs[label].append(r)
+    out = {}
+    for label, rs in runs.items():
+        med = dict(rs[0])
+        med["seconds"] = statistics.median(r["seconds"] for r in rs)
+        med["rss_mb"] = max(r["rss_mb"] for r in rs)
+        out[label] = med
+    return out
+
+
+def bench_flagging(field: Path, work: Path, read: dict[str, float], repeat: int) -> None:
     from flint.flagging import default_strategy
 
     strategy = str(default_strategy())
-    print("\nflagging (askap.lua) vs the aoflagger CLI on copies of the same MS")
-    print(f"{'who':>36} {'time s':>8} {'peak RSS MB':>12} {'/read':>6} {'flint/this':>10}")
-    ms = copy_ms(field, work / "flag.ms")
+    print(f"\nflagging (askap.lua) vs the aoflagger CLI on copies of the same MS (median of {repeat}, taken in turn)")
     exe = str(Path(sys.executable).with_name("flint"))
-    flint = measure(f"""
+    cases = [("flint flag CLI (whole baselines)", field, f"""
         import json, subprocess
-        out = subprocess.run({[exe, "-q", "flag", "--json", str(ms)]!r}, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run({[exe, "-q", "flag", "--json"]!r} + ["{{ms}}"], check=True, capture_output=True, text=True).stdout
         extra = dict(flagged=json.loads(out)[0]["flagged_after"])
-        """)
-    flint["rss_mb"] = flint["child_rss_mb"]
-    rows = [("flint flag CLI (whole baselines)", flint)]
+        """)]
     for label, flags in (("aoflagger CLI (default)", []), ("aoflagger CLI -j 1", ["-j", "1"]),
                          ("aoflagger CLI -indirect-read", ["-indirect-read"]),
                          ("aoflagger CLI -indirect-read -j 1", ["-indirect-read", "-j", "1"])):
-        ms = copy_ms(field, work / "flag.ms")
-        argv = ["aoflagger", *flags, "-strategy", strategy, "-column", "DATA", str(ms)]
-        r = measure(f"""
+        argv = ["aoflagger", *flags, "-strategy", strategy, "-column", "DATA"]
+        cases.append((label, field, f"""
             import subprocess
-            subprocess.run({argv!r}, check=True, capture_output=True)
-            """)
-        r["rss_mb"] = r["child_rss_mb"]
-        rows.append((label, r))
-    for label, r in rows:
+            subprocess.run({argv!r} + ["{{ms}}"], check=True, capture_output=True)
+            """))
+    res = interleaved(cases, work, repeat, child={label for label, _, _ in cases})
+    flint = res[cases[0][0]]
+    print(f"{'who':>36} {'time s':>8} {'peak RSS MB':>12} {'/read':>6} {'flint/this':>10}")
+    for label, r in res.items():
         print(f"{label:>36} {r['seconds']:>8.2f} {r['rss_mb']:>12.0f} {r['seconds'] / read['seconds']:>6.1f} "
               f"{flint['seconds'] / r['seconds']:>10.2f}")
     print(f"flint flagged {100 * flint['flagged']:.2f} % of the field's visibilities")
-    return flint
 
 
-def bench_bandpass(bandpass: Path, work: Path, read: dict[str, float]) -> None:
+def bench_bandpass(bandpass: Path, work: Path, read: dict[str, float], repeat: int) -> None:
     from flint.flagging import calibrator_strategy
 
-    print("\nbandpass: run_bandpass vs one flagging pass + its solves")
-    ms = copy_ms(bandpass, work / "bp.ms")
-    full = measure(f"""
-        from flint.calibrate import BandpassOptions, run_bandpass
-        r = run_bandpass({str(ms)!r}, BandpassOptions(plot=False))
-        extra = dict(nflag=r.n_flagged_solutions)
-        """)
-    ms = copy_ms(bandpass, work / "bp.ms")
-    old = measure(f"""
-        from flint.calibrate import BandpassOptions, run_bandpass
-        r = run_bandpass({str(ms)!r}, BandpassOptions(plot=False, preflag_aoflagger=True))
-        extra = dict(nflag=r.n_flagged_solutions)
-        """)
-    ms = copy_ms(bandpass, work / "bp.ms")
-    flag = measure(f"""
-        from flint.flagging import FlagOptions, run_flagging
-        run_flagging({str(ms)!r}, FlagOptions(strategy={str(calibrator_strategy())!r}))
-        """)
-    solves = measure(f"""
-        import numpy as np
-        from flint._askap import b1934_flux_jy
-        from flint.calibrate._msdata import read_layout
-        from flint.calibrate._solve_ms import SolveSpec, solve_ms
-        layout = read_layout({str(ms)!r}, "DATA")
-        spec = SolveSpec(column="DATA", model_spectrum=np.asarray(b1934_flux_jy(layout.freqs_hz)), interval_s=None,
-                         chans_per_solution=1, phase_only=False, ref_antenna=0, min_snr=5.0, outlier_nsigma=8.0)
-        for _ in range(2):
-            solve_ms(layout, spec)
-        """)
+    print(f"\nbandpass: run_bandpass vs one flagging pass + its solves (median of {repeat}, taken in turn)")
+    cases = [
+        ("run_bandpass (defaults)", bandpass, """
+            from flint.calibrate import BandpassOptions, run_bandpass
+            r = run_bandpass("{ms}", BandpassOptions(plot=False))
+            extra = dict(nflag=r.n_flagged_solutions)
+            """),
+        ("old flow (AOFlagger before + after)", bandpass, """
+            from flint.calibrate import BandpassOptions, run_bandpass
+            r = run_bandpass("{ms}", BandpassOptions(plot=False, preflag_aoflagger=True))
+            extra = dict(nflag=r.n_flagged_solutions)
+            """),
+        ("flag", bandpass, f"""
+            from flint.flagging import FlagOptions, run_flagging
+            run_flagging("{{ms}}", FlagOptions(strategy={str(calibrator_strategy())!r}))
+            """),
+        ("solves", bandpass, """
+            import numpy as np
+            from flint._askap import b1934_flux_jy
+            from flint.calibrate._msdata import read_layout
+            from flint.calibrate._solve_ms import SolveSpec, solve_ms
+            layout = read_layout("{ms}", "DATA")
+            spec = SolveSpec(column="DATA", model_spectrum=np.asarray(b1934_flux_jy(layout.freqs_hz)), interval_s=None,
+                             chans_per_solution=1, phase_only=False, ref_antenna=0, min_snr=5.0, outlier_nsigma=8.0)
+            for _ in range(2):
+                solve_ms(layout, spec)
+            """),
+    ]
+    res = interleaved(cases, work, repeat)
+    flag, solves = res["flag"], res["solves"]
     ref = flag["seconds"] + solves["seconds"]
     print(f"  one flagging pass (calibrator.lua):  {flag['seconds']:8.2f} s  ({flag['seconds'] / read['seconds']:.1f}x read)")
     print(f"  two solves:                          {solves['seconds']:8.2f} s  ({solves['seconds'] / read['seconds']:.1f}x read)")
-    for label, r in (("run_bandpass (defaults)", full), ("old flow (AOFlagger before + after)", old)):
+    for label in ("run_bandpass (defaults)", "old flow (AOFlagger before + after)"):
+        r = res[label]
         print(f"  {label + ':':<36} {r['seconds']:8.2f} s  {r['rss_mb']:6.0f} MB  ({r['seconds'] / read['seconds']:.1f}x read, "
               f"{r['seconds'] / ref:.2f}x flag pass + solves; {int(r['nflag'])} flagged solutions)")
+    full = res["run_bandpass (defaults)"]
     verdict = "within" if full["seconds"] <= 1.5 * ref else "NOT within"
     print(f"  bandpass / (flag pass + solves) = {full['seconds'] / ref:.2f} ({verdict} the 1.5x goal)")
 
@@ -204,6 +227,7 @@ def main() -> int:
     ap.add_argument("--n-times", type=int, default=60)
     ap.add_argument("--n-antennas", type=int, default=36)
     ap.add_argument("--intervals", type=int, nargs="+", default=[5, 20, 60])
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the flagging and bandpass measurements (median)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["selfcal", "flagging", "bandpass"])
     ap.add_argument("--keep", action="store_true", help="keep the simulated data")
     ap.add_argument("--data", type=Path, default=None, help="reuse the 'sim' folder of a --keep run instead of simulating")
@@ -226,9 +250,9 @@ def main() -> int:
         if "selfcal" not in args.skip:
             bench_selfcal(field, work, args, read)
         if "flagging" not in args.skip:
-            bench_flagging(field, work, read)
+            bench_flagging(field, work, read, args.repeat)
         if "bandpass" not in args.skip:
-            bench_bandpass(bandpass, work, read)
+            bench_bandpass(bandpass, work, read, args.repeat)
     finally:
         if args.keep:
             print(f"data kept in {work}")
