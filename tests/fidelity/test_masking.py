@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,5 +167,16 @@ def test_wsclean_cleans_only_inside_the_mask(tmp_path: Path, sim_field_ideal: Si
     assert model.sum() >= 0.95 * model0[near].sum()
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_strategy_masking_tool_starts_in_round_1() -> None:
+    from flint.errors import FlintConfigError
+    from flint.strategy import parse_strategy
+
+    ok = parse_strategy({"defaults": {"masking": {"seed_snr": 6.0}}, "rounds": {1: {"masking": {"flood_snr": 2.5}}}})
+    m = ok.options_for("masking", 1)
+    assert isinstance(m, MaskingOptions) and (m.seed_snr, m.flood_snr) == (6.0, 2.5)
+    with pytest.raises(FlintConfigError, match=r"rounds\.0\.masking"):
+        parse_strategy({"rounds": {0: {"masking": {}}, 1: {}}})
+    with pytest.raises(FlintConfigError, match=r"defaults\.masking.*--flood-snr"):
+        parse_strategy({"defaults": {"masking": {"seed_snr": 3.0, "flood_snr": 4.0}}, "rounds": {1: {}}})
