@@ -15,11 +15,12 @@ from flint.strategy import default_strategy_path, load_strategy, parse_strategy
 def test_packaged_default_loads_and_validates() -> None:
     s = load_strategy()
     assert Path(s.source) == default_strategy_path()
-    assert s.n_rounds == 1 and s.rounds == [0, 1]
+    assert s.n_rounds == 2 and s.rounds == [0, 1, 2]
     w0 = s.options_for("wsclean", 0)
     w1 = s.options_for("wsclean", 1)
     assert isinstance(w0, WSCleanOptions) and isinstance(w1, WSCleanOptions)
-    assert w0.auto_mask == 6.0 and w1.auto_mask == 5.0  # round override
+    assert w0.auto_mask == 6.0 and w1.auto_mask is None  # round override: round 1 cleans in a clean mask
+    assert "masking" in s.tools
     assert w0.size == w1.size == 1536  # defaults
     sc = s.options_for("selfcal", 1)
     assert type(sc).__name__ == "SelfcalOptions"
