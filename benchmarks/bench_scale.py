@@ -196,13 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
-    print("\ngrowth: time ~ size^k, RSS ~ size^k (1 = linear, 0 = flat); RSS largest/smallest size")
+    print("\ngrowth: wall time, CPU time and RSS ~ size^k (1 = linear, 0 = flat); RSS largest/smallest size")
     for stage in stages:
         rs = [r for r in results if r["stage"] == stage]
         x = [float(r["n_vis"]) for r in rs]
         kt = _slope(x, [r["seconds"] for r in rs])
+        kc = _slope(x, [r["cpu_s"] for r in rs])
         km = _slope(x, [r["peak_rss_mb"] for r in rs])
-        print(f"  {stage:<8} time k={kt:.2f}  RSS k={km:.3f}  RSS ratio {rs[-1]['peak_rss_mb'] / rs[0]['peak_rss_mb']:.2f}")
+        print(f"  {stage:<8} time k={kt:.2f}  CPU k={kc:.2f}  RSS k={km:.3f}  RSS ratio {rs[-1]['peak_rss_mb'] / rs[0]['peak_rss_mb']:.2f}")
     (args.out / "bench_scale.json").write_text(json.dumps({"chunk_mb": CHUNK_MB, "cpus": os.cpu_count(), "results": results}, indent=1))
     plot(results, args.out / "bench_scale.png")
     print(f"\nwrote {args.out / 'bench_scale.json'} and {args.out / 'bench_scale.png'}")
