@@ -458,8 +458,10 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
 
             # submit after close (a fresh server and cluster from the 'local' preset), then Cancel
             launcher.locator(".flint-flow-choice select").select_option("probe")
+            launcher.locator(".flint-param-seconds input").wait_for(timeout=30_000)  # the probe flow's form is built
             launcher.locator(".flint-cluster-choice select").select_option(label="YAML file / preset")
-            launcher.locator(".flint-param-out_dir input").fill(str(lab.root.parent / "work" / "probe"))
+            probe_dir = lab.root.parent / "work" / "probe"
+            launcher.locator(".flint-param-out_dir input").fill(str(probe_dir))
             launcher.locator(".flint-param-n_beams input").fill("2")
             launcher.locator(".flint-param-rounds input").fill("3")
             launcher.locator(".flint-param-seconds input").fill("4")
@@ -471,9 +473,11 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             page.wait_for_timeout(5000)  # it stays Cancelled
             assert "Cancelled" in _text(page, ".flint-flow-status")
             assert launcher.locator("td[data-state='Running']").count() == 0
-            assert not list((lab.root.parent / "work" / "probe").glob("*round3*"))  # later rounds never ran
+            assert launcher.locator(".flint-param-out_dir input").input_value() == str(probe_dir)
+            assert list(probe_dir.glob("*round0*")) and not list(probe_dir.glob("*round3*"))  # later rounds never ran
+            assert (probe_dir / "FLINT_RUN_CANCELLED.txt").exists()
             launcher.screenshot(path=shots / "10_launcher_cancelled.png")
-            page.locator(".jp-Notebook .jp-Cell").last.click()
+            page.locator(".jp-Notebook .jp-CodeCell", has_text="launcher.close()").last.locator(".jp-InputArea").click()
             page.keyboard.press("Shift+Enter")
             _wait_text(page, ".flint-flow-status", "closed", 60)
             left = {p: c for p, c in processes_with_marker(lab.marker).items() if "prefect.server" in c or "sleep" in c}
