@@ -35,7 +35,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -281,7 +281,26 @@ def _preprocess_in_place(path: Path, opts: PreprocessOptions) -> float:
     quiet = logger.getEffectiveLevel() > logging.INFO
     fixms_logger.setLevel(logging.WARNING if quiet else logging.INFO)
     with _stdout_to_stderr(quiet):
-        return _run_fixms(path, opts)
+        return _outside_event_loop(_run_fixms, path, opts)
+
+
+def _outside_event_loop(func: Any, *args: Any) -> Any:
+    """Call ``func``; in a thread of its own when this thread runs an asyncio loop.
+
+    fixms calls ``asyncio.run``, which refuses to start inside a running loop (a Jupyter
+    kernel's cell, a Prefect async task). There the call goes to a helper thread, which
+    has no loop, and this thread waits for it.
+    """
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return func(*args)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flint-fixms") as pool:
+        return pool.submit(func, *args).result()
 
 
 def _run_fixms(path: Path, opts: PreprocessOptions) -> float:

@@ -119,6 +119,23 @@ def test_second_run_is_a_no_op(raw_field: SimResult, tmp_path: Path, capsys: pyt
     assert _hash(ms) == before
 
 
+def test_preprocess_inside_a_running_event_loop(raw_field: SimResult, tmp_path: Path) -> None:
+    """A Jupyter cell runs inside an asyncio loop, where fixms's own ``asyncio.run`` refuses
+    to start ("cannot be called from a running event loop"); flint runs it in a thread."""
+    import asyncio
+
+    ms = _copy(raw_field.ms_paths[0], tmp_path / "loop.ms")
+    ref = _copy(raw_field.ms_paths[0], tmp_path / "plain.ms")
+    preprocess_askap(ref)
+
+    async def in_a_cell() -> None:
+        preprocess_askap(ms)  # called synchronously, as a notebook cell would
+
+    asyncio.run(in_a_cell())
+    assert ms_frame(ms) == "sky"
+    assert np.array_equal(_col(ms, "DATA"), _col(ref, "DATA"))
+
+
 class _Interrupt:
     """Stand-in for fixms's convert_correlations that raises KeyboardInterrupt on chunk ``n``."""
 
