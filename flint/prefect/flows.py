@@ -307,6 +307,7 @@ def continuum_flow(
     frames = input_frames(mss)
     first = parse_name(next(iter(mss.values())))
     images: dict[int, dict[int, Any]] = {r: {} for r in range(n_rounds + 1)}
+    final_ms: dict[int, Any] = {}
     for beam, ms_path in mss.items():
         label = f"beam{beam:02d}"
         ms = _start_beam(ms_path, frames[beam], out_dir, label)
@@ -324,6 +325,7 @@ def continuum_flow(
             masking = strat.options_for("masking", r) if "masking" in strat.tools else None
             img = T.image_task.submit(ms, strat.options_for("wsclean", r), out_dir, r, rl, mask_from=img, mask_options=masking)
             images[r][beam] = img
+        final_ms[beam] = ms
     mosaics = {}
     for r, imgs in images.items():
         conv = T.convol_task.submit([imgs[b] for b in sorted(imgs)], strat.options_for("convol", r), out_dir, f"round{r}")
@@ -340,7 +342,10 @@ def continuum_flow(
     }
     _report_inputs("continuum", out_dir, mss, frames)
     if reference:
-        val = T.validation_task.submit(sf, reference, strat.options_for("validation", n_rounds), last, out_dir, f"round{n_rounds}").result()
+        last_ms = [final_ms[b] for b in sorted(final_ms)]
+        val = T.validation_task.submit(
+            sf, reference, strat.options_for("validation", n_rounds), last, out_dir, f"round{n_rounds}", ms=last_ms
+        ).result()
         products["validation"] = _report_validation(val)
     return products
 
@@ -353,16 +358,16 @@ def _calibrated_column(ms_path: str) -> str:
 
 
 def validation_numbers(val: Any) -> dict[str, float]:
-    """The numeric fields of a validation result (completeness, flux ratio, offsets, ...)."""
+    """The numeric fields of a validation result (completeness, flux ratio, offsets, noise vs
+    thermal, spurious fraction and completeness per SNR bin, ...)."""
     import dataclasses
 
-    fields = [f.name for f in dataclasses.fields(val)] if dataclasses.is_dataclass(val) else list(vars(val))
-    out: dict[str, float] = {}
-    for name in fields:
-        v = getattr(val, name)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            out[name] = v
-    return out
+    if hasattr(val, "numbers"):
+        items = dict(val.numbers())
+    else:
+        fields = [f.name for f in dataclasses.fields(val)] if dataclasses.is_dataclass(val) else list(vars(val))
+        items = {name: getattr(val, name) for name in fields}
+    return {k: v for k, v in items.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def _report_validation(val: Any) -> dict[str, Any]:

@@ -270,12 +270,19 @@ def source_finding_task(image: Any, options: Any, out_dir: str, label: str) -> A
 
 
 @task(name="validation", task_run_name="validation-{label}", **_SAFE)  # type: ignore[call-overload]
-def validation_task(catalogue: Any, reference: str, options: Any, image: Any, out_dir: str, label: str) -> Any:
-    """Compare a catalogue with the reference catalogue; writes a figure and tables."""
+def validation_task(
+    catalogue: Any, reference: str, options: Any, image: Any, out_dir: str, label: str, ms: list[Any] | None = None
+) -> Any:
+    """Compare a catalogue with the reference catalogue; writes a figure and tables.
+
+    ``ms``: the imaged Measurement Sets of the last round (one per beam), for the
+    thermal-noise expectation and ``noise_to_thermal``.
+    """
     from flint.validation import run_validation
 
     img = _path(image, "mosaic", "image") if image is not None else None
-    result = run_validation(_path(catalogue, "catalogue"), reference, options, image=img, output_dir=out_dir)
+    mss = [_path(m, "ms") for m in ms] if ms else None
+    result = run_validation(_path(catalogue, "catalogue"), reference, options, image=img, output_dir=out_dir, ms=mss)
     stage_log(out_dir, "validation", label)
     return result
 
