@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
-from flint import _askap
+from flint import _askap, _sim_pol
 from flint._sim_ms import write_ms as _write_ms
 from flint._sim_stream import (
     Chunk,
@@ -152,6 +152,14 @@ class SimOptions(BaseOptions):
     """Third-axis (roll) angle of the raw data (fixms's pol axis; RECEPTOR_ANGLE = 45 deg - this), with ``askap_raw``."""
     askap_offsource_times: int = Field(default=1, ge=1)
     """Integrations kept of each off-source scan in a raw 36-field calibrator MS (the on-source scan has ``n_times``)."""
+    polarised: bool = False
+    """Polarised sources, antenna D-terms, an XY-phase and off-axis leakage, with their truth (see :mod:`flint._sim_pol`)."""
+    pol_dterm_rms: float = Field(default=0.02, ge=0.0, lt=0.3)
+    """RMS of the on-axis antenna leakage terms d_x, d_y (complex), with ``polarised``."""
+    pol_xy_phase_deg: float = Field(default=30.0, ge=0.0, le=180.0)
+    """Scale (deg) of the antennas' XY-phases (offset + slope across the band), with ``polarised``."""
+    pol_offaxis_leakage: float = Field(default=0.01, ge=0.0, lt=0.2)
+    """Off-axis Q/I, U/I leakage at the half-power radius (grows as radius squared), with ``polarised``."""
     chunk_mb: float = Field(default=64.0, gt=0.0, le=8192.0)
     """Size (MB) of the DATA predicted and written at once (whole integrations, at least one): peak memory is a few times this, whatever the number of integrations and channels. The bytes written do not depend on it."""
 
@@ -166,6 +174,8 @@ class SimOptions(BaseOptions):
         lo, hi = self.bright_flux_jy
         if not 0 < lo <= hi:
             raise ValueError(f"--bright-flux-jy must be two fluxes 0 < low <= high (got {lo} {hi})")
+        if self.polarised and self.askap_raw:
+            raise ValueError("--polarised is not available with --askap-raw; leave one out")
         return self
 
 
@@ -425,6 +435,7 @@ def _beam_chunks(
     cells: NDArray[np.bool_] | None = None,
     truth: TruthWriter | None = None,
     mask_name: str | None = None,
+    polar: Any = None,
 ) -> Iterator[Chunk]:
     """Predict, corrupt and yield one chunk of whole integrations at a time.
 
@@ -440,14 +451,17 @@ def _beam_chunks(
         sl = slice(t0, min(t0 + step, len(times)))
         uvw = _baseline_uvw(itrf, times[sl], a1, a2, *pointing)
         pb = pointing if primary_beam else None
-        model = predict_model(sky, uvw, freqs, pointing, pb, opts.pb_fwhm_deg, opts.pb_ref_freq_hz)
-        if model_scale is not None:
-            model *= model_scale[None, :]
-        if vis_scale != 1.0:
-            model *= vis_scale
         rngs = time_rngs(opts.seed, stream, t_offset + sl.start, t_offset + sl.stop)
-        data = corrupt(model, gains(sl), a1, a2, noise, rngs)
-        del model
+        if polar is not None:  # flint._sim_pol.Polariser: full coherencies and 2x2 Jones matrices
+            data = polar.chunk(sky, uvw, freqs, pointing, pb, model_scale, gains(sl), a1, a2, noise, rngs)
+        else:
+            model = predict_model(sky, uvw, freqs, pointing, pb, opts.pb_fwhm_deg, opts.pb_ref_freq_hz)
+            if model_scale is not None:
+                model *= model_scale[None, :]
+            if vis_scale != 1.0:
+                model *= vis_scale
+            data = corrupt(model, gains(sl), a1, a2, noise, rngs)
+            del model
         if cells is not None:
             c = cells[t_offset + sl.start : t_offset + sl.stop]
             add_rfi(data, c, opts.rfi_amplitude_jy, rngs)
@@ -490,7 +504,7 @@ def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | Non
     out.mkdir(parents=True, exist_ok=True)
     bp_rng = np.random.default_rng([opts.seed, 0])
     itrf, _, freqs, a1, a2 = _layout(opts, opts.start_mjd)
-    bandpass = _bandpasses(opts, freqs, bp_rng)
+    bandpass, inst = _sim_pol.instrument_for(opts, freqs, _bandpasses(opts, freqs, bp_rng))
     cal = SkyModel(
         [CALIBRATOR_FIELD], np.array([_askap.B1934_RA_DEG]), np.array([_askap.B1934_DEC_DEG]),
         np.array([1.0]), np.array([0.0]), 1.0,
@@ -499,6 +513,8 @@ def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | Non
     offs = _askap.footprint_offsets_deg(opts.n_beams, opts.beam_pitch_deg, opts.footprint)
     truth = TruthWriter(out / product_name(opts.bandpass_sbid, CALIBRATOR_FIELD, suffix="truth.npz"), out)
     truth.add(bandpass=bandpass, freqs_hz=freqs, beams=np.arange(opts.n_beams))
+    if inst is not None:
+        truth.add(**_sim_pol.instrument_truth(inst))
     paths, n_vis = [], 0
     beams = list(range(opts.n_beams))
     try:
@@ -511,6 +527,7 @@ def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | Non
             chunks = _beam_chunks(
                 opts, sky=cal, times=times, itrf=itrf, a1=a1, a2=a2, freqs=freqs, pointing=cal_pos, primary_beam=False,
                 gains=partial(_constant_gains, bp_b),
+                polar=_sim_pol.Polariser(opts, inst, b, polarised_sky=False) if inst is not None else None,
                 stream=(_BANDPASS, b), model_scale=_askap.b1934_flux_jy(freqs), cells=cells, truth=truth, mask_name=mask_name,
             )
             path = out / beam_ms_name(opts.bandpass_sbid, CALIBRATOR_FIELD, b)
@@ -520,6 +537,8 @@ def simulate_bandpass(out_dir: str | os.PathLike[str], options: SimOptions | Non
                 itrf=itrf, times=times, freqs=freqs, a1=a1, a2=a2, chunks=chunks,
             )
             paths.append(path)
+        if inst is not None:
+            _sim_pol.write_xy_phase_csv(_sim_pol.pol_truth_paths(out, opts, calibrator=True)["xy_phase"], inst, freqs)
         truth_path = truth.close()
     finally:
         truth.discard()
@@ -560,7 +579,7 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
     bp_rng = np.random.default_rng([opts.seed, 0])
     rng = np.random.default_rng([opts.seed, _FIELD])
     itrf, times, freqs, a1, a2 = _layout(opts, opts.start_mjd)
-    bandpass = _bandpasses(opts, freqs, bp_rng)
+    bandpass, inst = _sim_pol.instrument_for(opts, freqs, _bandpasses(opts, freqs, bp_rng))
     centres = _beam_centres(opts)
     sky = _random_sky(opts, centres, rng)
     drift = _phase_drift(opts, times, rng)  # (beam, time, ant)
@@ -568,6 +587,8 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
     beams = list(range(opts.n_beams))
     truth = TruthWriter(out / product_name(opts.sbid, fld, suffix="truth.npz"), out)
     truth.add(bandpass=bandpass)
+    if inst is not None:
+        truth.add(**_sim_pol.instrument_truth(inst))
     truth.stream("gains", (opts.n_beams, len(times), opts.n_antennas, len(freqs), 2), np.complex128)
     truth.add(phase_drift=drift, times=times, freqs_hz=freqs, beams=np.array(beams))
     paths, n_vis = [], 0
@@ -577,6 +598,7 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
             cells, mask_name = _rfi_setup(opts, truth, b, _FIELD, len(times), len(a1), len(freqs))
             chunks = _beam_chunks(
                 opts, sky=sky, times=times, itrf=itrf, a1=a1, a2=a2, freqs=freqs, pointing=(ra0, dec0), primary_beam=True,
+                polar=_sim_pol.Polariser(opts, inst, b, polarised_sky=True) if inst is not None else None,
                 gains=_drift_gains(bandpass[b], drift[b], truth), stream=(_FIELD, b), cells=cells, truth=truth, mask_name=mask_name,
             )
             path = out / beam_ms_name(opts.sbid, fld, b)
@@ -591,6 +613,8 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
         beams_csv = out / product_name(opts.sbid, fld, suffix="beams.csv")
         _write_sky(sky, sky_csv, sky_fits)
         _write_beams_csv(beams_csv, beams, centres, opts)
+        if inst is not None:
+            _sim_pol.write_field_truth(out, opts, sky, freqs)
         truth_path = truth.close()
     finally:
         truth.discard()
