@@ -273,3 +273,17 @@ def test_library_logs_go_to_the_pane_and_file_not_the_cell(tmp_path: Path, monke
     assert "Remove worker" in pane.view.value
     assert "Remove worker" not in capsys.readouterr().err  # not sprayed into the cell
     assert "Remove worker" in log_file().read_text()
+
+
+def test_already_calibrated_hides_and_drops_the_solutions(tmp_path: Path) -> None:
+    from flint_widgets.launcher import FlowLauncher
+
+    launcher = FlowLauncher(flow="continuum")
+    launcher.set_params(science=str(tmp_path / "sci"), solutions=str(tmp_path / "sol"), out_dir=str(tmp_path / "out"))
+    assert launcher.parameters()["solutions"] == str(tmp_path / "sol")
+    launcher.set_params(already_calibrated=True)
+    assert launcher.params["solutions"].layout.display == "none"
+    params = launcher.parameters()
+    assert params["already_calibrated"] is True and params["solutions"] is None
+    launcher.set_params(already_calibrated=False)
+    assert launcher.params["solutions"].layout.display == ""

@@ -35,6 +35,7 @@ CANCELLED_MARKER = "FLINT_RUN_CANCELLED.txt"
 FLOW_TOOLS: dict[str, tuple[str, ...]] = {
     "bandpass": ("bandpass",),  # its flagging rounds are BandpassOptions fields
     "continuum": ("apply", "flagging", "wsclean", "selfcal", "convol", "linmos", "source_finding", "validation"),
+    "line": ("wsclean", "linmos"),  # the cubes start from the last round's wsclean options
     "probe": (),
 }
 _ENV_KEYS = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")
@@ -275,6 +276,16 @@ class FlowLauncher:
             c.add_class(f"flint-param-{pname}")
             self.params[pname] = c
         self.param_box.children = list(self.params.values())
+        if "already_calibrated" in self.params and "solutions" in self.params:
+            calibrated, solutions = self.params["already_calibrated"], self.params["solutions"]
+            calibrated.description = "already calibrated (no solutions, no apply)"
+            calibrated.style = {"description_width": "initial"}
+
+            def follow(_c: Any = None) -> None:
+                solutions.layout.display = "none" if calibrated.value else ""
+
+            calibrated.observe(follow, names="value")
+            follow()
 
         strategy = load_strategy(self.strategy_path.value.strip() or None)
         self.option_forms = {}
@@ -313,6 +324,9 @@ class FlowLauncher:
             kind, default = self._param_types[name]
             if kind is bool:
                 out[name] = bool(c.value)
+                continue
+            if name == "solutions" and bool(getattr(self.params.get("already_calibrated"), "value", False)):
+                out[name] = None  # already-calibrated data take no solutions (the field is hidden)
                 continue
             value = parse_parameter(kind, c.value, default)
             if value is None and default is None and "None" not in str(kind):
