@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,12 @@ class BandpassOptions(BaseOptions):
     (ASKAP's 36-field bandpass MSs), else the one whose phase centre is nearest 1934-638."""
     force: bool = False
     """Solve even on a raw ASKAP MS (instrument frame, beam phase centre not applied)."""
+    full_jones: bool = False
+    """Solve all four Jones terms per antenna and channel (gains, leakage; :mod:`flint.calibrate._jones`,
+    whose docstring states what an unpolarised calibrator fixes) instead of XX/YY gains; needs XX XY YX YY."""
+    xy_phase: str | None = None
+    """With ``full_jones``: the reference antenna's XY-phase, a number (deg) or an on-dish-calibration CSV
+    (``beam, antenna, freq_hz, xy_phase_deg``); None: 0 (removed upstream, as ASKAP's beamformer does)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,12 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
                 "(pick the field with --field, or use --no-check-field)"
             )
     ref = resolve_antenna(layout, opts.ref_antenna)
+    solver: Callable[..., Any] = solve_ms
+    if opts.full_jones:  # all four Jones terms; the XY-phase from --xy-phase (flint.calibrate._jones)
+        from flint.calibrate._checks import data_beam
+        from flint.calibrate._jones import read_xy_phase, solve_full_jones
+
+        solver = partial(solve_full_jones, xy_phase_rad=read_xy_phase(opts.xy_phase, data_beam(ms), ref, layout.freqs_hz))
     spec = SolveSpec(
         column=opts.column,
         model_spectrum=np.asarray(_askap.b1934_flux_jy(layout.freqs_hz), dtype=float),
@@ -202,7 +215,7 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
         run_flagging(work, flag_opts.with_options(aoflagger=opts.aoflagger and opts.preflag_aoflagger, flatten_spectrum=True))
     # before a flag round, keep every solution: the residuals of a flagged one could not be judged
     first = spec if opts.flag_rounds == 0 else replace(spec, min_snr=0.0, outlier_nsigma=None)
-    outcome = solve_ms(layout, first)
+    outcome = solver(layout, first)
     for i in range(opts.flag_rounds):
         # AOFlagger on the calibrated residuals (data / gains - model), computed on the fly: noise
         # plus RFI, with the calibrator and the bandpass gone; nothing but FLAG is written
@@ -214,7 +227,7 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
                 "check the solutions plot and the AOFlagger strategy",
                 ms.path, i + 1, 100 * (fr.flagged_after - fr.flagged_before), 100 * fr.flagged_before, 100 * fr.flagged_after,
             )
-        outcome = solve_ms(layout, spec)
+        outcome = solver(layout, spec)
     if opts.smooth_window_channels is not None:
         from flint.calibrate._smooth import SmoothOptions, smooth_solutions
 
