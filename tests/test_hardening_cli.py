@@ -121,6 +121,27 @@ def test_cluster_check_lists_every_problem(tmp_path: Path) -> None:
     assert "did you mean 'memory'?" in err
 
 
+def test_cluster_check_refuses_local_only_keywords_on_slurm(tmp_path: Path) -> None:
+    """dashboard_address/host sit in dask-jobqueue's signatures but its clusters refuse them at
+    start (the widget's Local -> SLURM switch left them behind and still said valid)."""
+    spec = tmp_path / "switched.yaml"
+    spec.write_text(
+        "cluster_class: dask_jobqueue.SLURMCluster\n"
+        "cluster_kwargs: {cores: 1, memory: 4GB, dashboard_address: ':0'}\n"
+    )
+    rc, out, err = cli("cluster", "check", str(spec))
+    line = _one_line_error(rc, err)
+    assert "cluster_kwargs.dashboard_address" in line and "scheduler_options" in line
+    spec.write_text(
+        "cluster_class: dask_jobqueue.SLURMCluster\n"
+        "cluster_kwargs: {cores: 1, memory: 4GB, scheduler_options: {dashboard_address: ':0'}}\n"
+    )
+    assert cli("cluster", "check", str(spec))[0] == 0
+    local = tmp_path / "local.yaml"
+    local.write_text("cluster_class: distributed.LocalCluster\ncluster_kwargs: {n_workers: 1, dashboard_address: ':0'}\n")
+    assert cli("cluster", "check", str(local))[0] == 0
+
+
 def test_cluster_job_script_prints_the_sbatch_script_and_the_packaged_text_names_it(tmp_path: Path) -> None:
     from flint.prefect.clusters import example_spec_path
 

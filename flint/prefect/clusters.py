@@ -249,6 +249,11 @@ def _check_bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"must be true or false (got {value!r})"
 
 
+#: keywords in dask-jobqueue's signatures that its clusters refuse at start: they belong in
+#: ``scheduler_options``
+JOBQUEUE_SCHEDULER_KWARGS = ("dashboard_address", "host")
+
+
 def _kwarg_problem(cls_name: str, key: Any, value: Any, valid: frozenset[str], open_ended: bool) -> str | None:
     """What is wrong with one ``cluster_kwargs`` entry (``None``: nothing)."""
     if not isinstance(key, str):
@@ -257,6 +262,8 @@ def _kwarg_problem(cls_name: str, key: Any, value: Any, valid: frozenset[str], o
         return "is set by flint; remove it"
     if key in RENAMED_KWARGS and cls_name.startswith("dask_jobqueue."):
         return f"was renamed in dask-jobqueue; use '{RENAMED_KWARGS[key]}'"
+    if key in JOBQUEUE_SCHEDULER_KWARGS and cls_name.startswith("dask_jobqueue."):
+        return f"{cls_name} refuses it when the cluster starts; put it under scheduler_options (scheduler_options: {{{key}: {value!r}}})"
     if key not in valid and not open_ended:
         hint = _closest(key, valid) or f"; see the parameters of {cls_name}"
         return f"unknown keyword for {cls_name}{hint}"
