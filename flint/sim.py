@@ -162,6 +162,25 @@ class SimOptions(BaseOptions):
     """Off-axis Q/I, U/I leakage at the half-power radius (grows as radius squared), with ``polarised``."""
     chunk_mb: float = Field(default=64.0, gt=0.0, le=8192.0)
     """Size (MB) of the DATA predicted and written at once (whole integrations, at least one): peak memory is a few times this, whatever the number of integrations and channels. The bytes written do not depend on it."""
+    lines: int = Field(default=0, ge=0, le=100)
+    """HI emission-line sources (Gaussian profiles, optical velocities) added to the science field, plus one absorption feature against the brightest continuum source; truth in ``SB<sbid>.<field>.lines.csv`` (see :mod:`flint._sim_lines`)."""
+    line_fwhm_kms: tuple[float, float] = (15.0, 30.0)
+    """Range of the lines' FWHM (km/s, optical velocity), with ``lines``."""
+    line_peak_jy: tuple[float, float] = (0.04, 0.08)
+    """Range of the emission lines' peak flux densities (Jy), with ``lines``."""
+    line_absorption_depth: float = Field(default=0.3, ge=0.0, lt=1.0)
+    """Peak fractional depth of the absorption feature against the brightest continuum source, with ``lines``."""
+    zoom: bool = False
+    """ASKAP zoom-mode preset near HI: 64 channels of 18.5 kHz from 1.3995 GHz (for ``n_channels``, ``channel_width_hz``, ``freq_start_hz`` not given)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zoom_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("zoom"):
+            from flint._sim_lines import ZOOM_PRESET
+
+            data = {**ZOOM_PRESET, **data}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> SimOptions:
@@ -176,6 +195,10 @@ class SimOptions(BaseOptions):
             raise ValueError(f"--bright-flux-jy must be two fluxes 0 < low <= high (got {lo} {hi})")
         if self.polarised and self.askap_raw:
             raise ValueError("--polarised is not available with --askap-raw; leave one out")
+        if self.lines:
+            from flint._sim_lines import check_line_options
+
+            check_line_options(self)
         return self
 
 
@@ -582,6 +605,12 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
     bandpass, inst = _sim_pol.instrument_for(opts, freqs, _bandpasses(opts, freqs, bp_rng))
     centres = _beam_centres(opts)
     sky = _random_sky(opts, centres, rng)
+    model_sky, lines = sky, []
+    if opts.lines:
+        from flint._sim_lines import make_lines, with_lines
+
+        lines = make_lines(opts, sky, centres)
+        model_sky = with_lines(sky, lines)
     drift = _phase_drift(opts, times, rng)  # (beam, time, ant)
     offs = _askap.footprint_offsets_deg(opts.n_beams, opts.beam_pitch_deg, opts.footprint)
     beams = list(range(opts.n_beams))
@@ -597,7 +626,7 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
             ra0, dec0 = centres[b]
             cells, mask_name = _rfi_setup(opts, truth, b, _FIELD, len(times), len(a1), len(freqs))
             chunks = _beam_chunks(
-                opts, sky=sky, times=times, itrf=itrf, a1=a1, a2=a2, freqs=freqs, pointing=(ra0, dec0), primary_beam=True,
+                opts, sky=model_sky, times=times, itrf=itrf, a1=a1, a2=a2, freqs=freqs, pointing=(ra0, dec0), primary_beam=True,
                 polar=_sim_pol.Polariser(opts, inst, b, polarised_sky=True) if inst is not None else None,
                 gains=_drift_gains(bandpass[b], drift[b], truth), stream=(_FIELD, b), cells=cells, truth=truth, mask_name=mask_name,
             )
@@ -615,13 +644,18 @@ def simulate_field(out_dir: str | os.PathLike[str], options: SimOptions | None =
         _write_beams_csv(beams_csv, beams, centres, opts)
         if inst is not None:
             _sim_pol.write_field_truth(out, opts, sky, freqs)
+        extra: dict[str, Path] = {}
+        if lines:
+            from flint._sim_lines import write_lines_csv
+
+            extra["lines"] = write_lines_csv(out / product_name(opts.sbid, fld, suffix="lines.csv"), lines)
         truth_path = truth.close()
     finally:
         truth.discard()
     dt = _log_rate(f"simulate {fld}", n_vis, t_start)
     return SimResult(
         ms_paths=paths, beams=beams, beam_centres_deg=centres, truth=truth_path, sky_csv=sky_csv, sky_fits=sky_fits,
-        beams_csv=beams_csv, n_visibilities=n_vis, seconds=dt,
+        beams_csv=beams_csv, extra=extra, n_visibilities=n_vis, seconds=dt,
     )
 
 
