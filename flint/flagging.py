@@ -536,13 +536,20 @@ def _sample_flags(d: dict[str, Any], opts: FlagOptions, layout: MSLayout, ant_id
 
 def _subtract_median(cube: NDArray[np.complex64], flags: NDArray[np.bool_]) -> NDArray[np.complex64]:
     """``(time, chan, corr)`` minus its median unflagged value over time (real and imaginary parts)."""
-    import warnings
-
-    masked = np.where(flags[..., None], np.nan + 0j, cube)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
-        med = np.nanmedian(masked.real, axis=0) + 1j * np.nanmedian(masked.imag, axis=0)
+    nt, nc, ncorr = cube.shape
+    masked = np.where(flags[..., None], np.nan + 0j, cube).reshape(nt, nc * ncorr)
+    med = (_nanmedian_time(masked.real) + 1j * _nanmedian_time(masked.imag)).reshape(nc, ncorr)
     return (cube - np.where(np.isfinite(med), med, 0)).astype(np.complex64)
+
+
+def _nanmedian_time(x: NDArray[np.floating]) -> NDArray[np.float64]:
+    """``np.nanmedian(x, axis=0)`` of a 2-D array, by one sort (NaN sort last); NaN where all are NaN."""
+    s = np.sort(x, axis=0)
+    n = np.sum(~np.isnan(x), axis=0)
+    lo = np.maximum((n - 1) // 2, 0)[None]
+    hi = np.maximum(n // 2, 0)[None]
+    m = 0.5 * (np.take_along_axis(s, lo, axis=0)[0].astype(np.float64) + np.take_along_axis(s, hi, axis=0)[0])
+    return np.where(n > 0, m, np.nan)
 
 
 def _flatten(cube: NDArray[np.complex64], flags: NDArray[np.bool_]) -> NDArray[np.complex64]:

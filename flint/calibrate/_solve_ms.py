@@ -300,6 +300,7 @@ class _ChunkReader:
         np.logical_not(good, out=good)
         if not np.isfinite(vis.sum()):
             good &= np.isfinite(vis)
+        good &= vis != 0  # an exactly-zero sample is missing data (flagging flags it too)
         w = self.w_buf if self.w_buf is not None and self.w_buf.shape == good.shape else np.empty(good.shape, np.float32)
         self.w_buf = w
         np.multiply(good, wrow[:, None, :], out=w)

@@ -399,7 +399,8 @@ def correct_visibilities(
     out = np.zeros(vis.shape, dtype=np.complex64)
     with np.errstate(divide="ignore", invalid="ignore"):
         if diag or not full:
-            inv = np.stack([1.0 / jones[..., 0, 0], 1.0 / jones[..., 1, 1]], axis=-1)  # (int, ant, chan, 2)
+            # (int, ant, chan, 2), inverted in double precision; applied in single (as the data are stored)
+            inv = np.stack([1.0 / jones[..., 0, 0], 1.0 / jones[..., 1, 1]], axis=-1).astype(np.complex64)
             i1 = inv[interval, a1]
             i2 = np.conj(inv[interval, a2])
             out[..., x] = vis[..., x] * (i1[..., 0] * i2[..., 0])

@@ -1,10 +1,12 @@
 """Bandpass calibration against PKS B1934-638.
 
 Per-antenna, per-channel XX/YY gains are solved against the Reynolds (1994) flux model
-of PKS B1934-638 (a point source at the phase centre), with the flag -> solve -> flag -> solve
-rounds AO ``calibrate`` users run: flag the raw data's bad samples, solve, run AOFlagger
-on the calibrated residuals (data / gains - model: RFI stands out once the calibrator and
-the bandpass are removed; computed on the fly, one AOFlagger pass per round), solve again. Flags are only added. The solutions are written in the AO format.
+of PKS B1934-638 (a point source at the phase centre), with the solve -> flag -> solve
+rounds AO ``calibrate`` users run: solve (ignoring non-finite and zero samples), flag the
+bad samples and run AOFlagger on the calibrated residuals (data / gains - model: RFI
+stands out once the calibrator and the bandpass are removed; computed on the fly, one
+AOFlagger pass per round), solve again. Flags are only added. The solutions are written
+in the AO format.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ class BandpassOptions(BaseOptions):
     ref_antenna: int | str = 0
     """Reference antenna (index or name): its phase is set to zero in every channel."""
     preflag: bool = True
-    """Flag the data column before the first solve (deterministic flags: NaN/zero samples, zero UVW)."""
+    """Deterministic flags of the data column (NaN/zero samples, zero UVW): written by the first
+    flag round (a separate pass before the first solve only without flag rounds or with
+    ``preflag_aoflagger``)."""
     preflag_aoflagger: bool = False
     """Also run AOFlagger in the preflag, on the spectrum-flattened raw data (a second AOFlagger
     pass; the flag rounds on the calibrated residuals find the RFI without it)."""
@@ -174,7 +178,7 @@ def run_bandpass(
 
 
 def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: FieldChoice, t0: float) -> BandpassResult:
-    """Flag -> solve -> [apply -> flag -> solve] on ``work`` (``ms`` or a copy of its field)."""
+    """[Preflag ->] solve -> [flag the residuals -> solve] on ``work`` (``ms`` or a copy of its field)."""
     import time
 
     from flint.calibrate.plot import plot_solutions
@@ -210,9 +214,11 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
         outlier_nsigma=opts.outlier_nsigma,
     )
     flag_opts = FlagOptions(column=opts.column, aoflagger=opts.aoflagger, strategy=opts.strategy)
-    if opts.preflag:
+    if opts.preflag and (opts.preflag_aoflagger or opts.flag_rounds == 0):
         # (with preflag_aoflagger) raw calibrator data carry the full bandpass: flatten it so AOFlagger sees RFI, not ripple
         run_flagging(work, flag_opts.with_options(aoflagger=opts.aoflagger and opts.preflag_aoflagger, flatten_spectrum=True))
+    # otherwise the deterministic flags are written by the first flag round (one pass fewer); the
+    # first solve already ignores non-finite and exactly-zero samples and FLAG_ROW
     # before a flag round, keep every solution: the residuals of a flagged one could not be judged
     first = spec if opts.flag_rounds == 0 else replace(spec, min_snr=0.0, outlier_nsigma=None)
     outcome = solver(layout, first)
@@ -220,7 +226,7 @@ def _solve(ms: MS, work: MS, opts: BandpassOptions, out_path: Path, choice: Fiel
         # AOFlagger on the calibrated residuals (data / gains - model), computed on the fly: noise
         # plus RFI, with the calibrator and the bandpass gone; nothing but FLAG is written
         residual = _residuals(layout, outcome.solutions, spec.model_spectrum, opts.column)
-        fr = flag_ms(work, flag_opts.with_options(strategy=opts.strategy or calibrator_strategy(), flag_zero_uvw=False, subtract_time_median=True), residual)
+        fr = flag_ms(work, flag_opts.with_options(strategy=opts.strategy or calibrator_strategy(), flag_zero_uvw=opts.preflag, subtract_time_median=True), residual)
         if fr.flagged_after - fr.flagged_before > 0.1:
             logger.warning(
                 "%s: flag round %d flagged %.1f%% more of the calibrator's data (%.1f%% -> %.1f%%); "
