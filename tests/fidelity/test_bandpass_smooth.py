@@ -37,7 +37,7 @@ def _smooth_truth(n_ant: int = 6, n_chan: int = 64, seed: int = 3) -> np.ndarray
 def test_outliers_flagged_and_noise_smoothed_on_synthetic_gains() -> None:
     truth = _smooth_truth()
     rng = np.random.default_rng(5)
-    noisy = truth * (1 + 0.02 * (rng.standard_normal(truth.shape) + 1j * rng.standard_normal(truth.shape)))
+    noisy = np.asarray(truth * (1 + 0.02 * (rng.standard_normal(truth.shape) + 1j * rng.standard_normal(truth.shape))), dtype=np.complex128)
     noisy[2, 20, 0] *= 1.8  # an RFI-hit channel: 80 % amplitude excursion
     noisy[4, 41, 1] *= np.exp(1j * 0.9)  # a phase jump of 52 deg
     flags = flag_outlier_channels(noisy, nsigma=6.0)
