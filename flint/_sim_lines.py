@@ -279,9 +279,9 @@ def line_free_channels(lines: list[LineFeature], freqs_hz: Any, n_fwhm: float = 
     """Channels farther than ``n_fwhm`` FWHM from every line centre, as ranges ``0~9,40~63``
     (the form of ``flint subtract --fit-channels``); ``""`` when none is free.
 
-    >>> ln = LineFeature("L", "emission", 0.0, 0.0, 0.0, 10.0, 1.0)
+    >>> ln = LineFeature("L", "emission", 0.0, 0.0, 0.0, 8.0, 1.0)
     >>> line_free_channels([ln], velocity_to_freq(np.arange(-40.0, 41.0, 5.0)))
-    '0~4,12~16'
+    '0~5,11~16'
     """
     v = np.asarray(freq_to_velocity(freqs_hz), dtype=float)
     free = np.ones(len(v), dtype=bool)

@@ -120,10 +120,27 @@ def common_beam(beams: list[Beam], tolerance: float = 1e-4) -> Beam:
 
     if len(beams) == 1:
         return beams[0]
+    from radio_beam.utils import BeamError
+
     majors = u.Quantity([b.major for b in beams])
     minors = u.Quantity([b.minor for b in beams])
     pas = u.Quantity([b.pa for b in beams])
-    return Beams(major=majors, minor=minors, pa=pas).common_beam(tolerance=tolerance)
+    many = Beams(major=majors, minor=minors, pa=pas)
+    try:
+        return many.common_beam(tolerance=tolerance)
+    except BeamError:
+        pass
+    # radio-beam's search does not converge on some nearly equal beams (two channel beams of
+    # 23"x15" ~0.5 deg apart in PA): retry with coarser steps, then the circle of the largest
+    # major axis (every beam fits inside it)
+    for eps in (1e-3, 1e-2, 5e-2):
+        try:
+            return many.common_beam(tolerance=tolerance, epsilon=eps, auto_increase_epsilon=True)
+        except BeamError:
+            continue
+    big = float(majors.to_value("arcsec").max()) * (1 + 1e-6)
+    logger.warning("common beam: radio-beam did not converge; using the circle of the largest major axis (%.3f arcsec)", big)
+    return make_beam(big, big, 0.0)
 
 
 def _same_beam(a: Beam, b: Beam, rel: float = 1e-3) -> bool:

@@ -166,7 +166,7 @@ class SimOptions(BaseOptions):
     """HI emission-line sources (Gaussian profiles, optical velocities) added to the science field, plus one absorption feature against the brightest continuum source; truth in ``SB<sbid>.<field>.lines.csv`` (see :mod:`flint._sim_lines`)."""
     line_fwhm_kms: tuple[float, float] = (15.0, 30.0)
     """Range of the lines' FWHM (km/s, optical velocity), with ``lines``."""
-    line_peak_jy: tuple[float, float] = (0.04, 0.08)
+    line_peak_jy: tuple[float, float] = (0.05, 0.1)
     """Range of the emission lines' peak flux densities (Jy), with ``lines``."""
     line_absorption_depth: float = Field(default=0.3, ge=0.0, lt=1.0)
     """Peak fractional depth of the absorption feature against the brightest continuum source, with ``lines``."""

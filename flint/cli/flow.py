@@ -1,4 +1,4 @@
-"""``flint flow bandpass|continuum``: run a flint flow through Prefect on a Dask cluster.
+"""``flint flow bandpass|continuum|line``: run a flint flow through Prefect on a Dask cluster.
 
 Everything that can be checked is checked before anything is submitted: the inputs
 (Measurement Sets, solutions per beam, reference catalogue, strategy file), the cluster
@@ -32,6 +32,7 @@ examples:
       --out-dir run/continuum --cluster-config slurm --strategy my-strategy.yaml --beams 0 1 2
   flint flow continuum ... --background      # detached; follow it in the Prefect UI or the log
   flint flow continuum casda/ --already-calibrated --out-dir run/continuum   # CASDA data: no bandpass
+  flint flow line run/continuum --out-dir run/line --uvcontsub-order 1 --fit-channels 0~9,50~63
 
 Inputs may carry flint's names, raw ASKAP names (SB39400.RACS_0635-31.beam0.ms) or CASDA names
 (scienceData.<field>.SB<sbid>.<field>.beam08_averaged_cal.leakage.ms); raw ASKAP MSs (instrument
@@ -83,6 +84,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     co.add_argument("--reference", type=Path, default=None, help="reference catalogue (CSV) for validation")
     _common(co)
     co.set_defaults(func=run)
+    li = fsub.add_parser("line", help="continuum-subtract, image channel cubes per beam and mosaic them (after the continuum flow)")
+    li.add_argument("inputs", nargs=1, help="the continuum flow's output folder (self-calibrated MSs and clean models; only read)")
+    li.add_argument("--fit-channels", default=None, help="line-free channels for a polynomial uv-continuum fit, e.g. 0~9,50~63")
+    li.add_argument("--uvcontsub-order", type=int, default=None, help="order of that polynomial (default: no fit)")
+    li.add_argument("--channel-block", type=int, default=8, help="channels imaged per task (default 8)")
+    li.add_argument("--size", type=int, default=None, help="cube image size in pixels (default: the strategy's)")
+    li.add_argument("--scale-arcsec", type=float, default=None, help="cube pixel size in arcsec (default: the strategy's)")
+    _common(li)
+    li.set_defaults(func=run)
 
 
 def _one_or_list(values: list[str]) -> str | list[str]:
@@ -97,6 +107,10 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"out_dir": os.path.abspath(args.out_dir)}
     if args.flow_name == "bandpass":
         params["bandpass"] = absolute(_one_or_list(args.inputs))
+    elif args.flow_name == "line":
+        params["continuum"] = os.path.abspath(args.inputs[0])
+        params.update(fit_channels=args.fit_channels, uvcontsub_order=args.uvcontsub_order, channel_block=args.channel_block,
+                      size=args.size, scale_arcsec=args.scale_arcsec)
     else:
         params["science"] = absolute(_one_or_list(args.inputs))
         params["solutions"] = absolute(_one_or_list(args.solutions)) if args.solutions else None
@@ -166,6 +180,11 @@ def print_products(flow_name: str, products: Any) -> None:
         for beam, path in sorted(products.items(), key=lambda kv: int(kv[0])):
             print(f"solutions beam {int(beam):02d}: {path}")
         return
+    if flow_name == "line":
+        for beam, path in sorted(products.get("cubes", {}).items(), key=lambda kv: int(kv[0])):
+            print(f"cube beam {int(beam):02d}: {path}")
+        print(f"cube mosaic: {products['mosaic']}")
+        return
     for r, per_beam in sorted(products.get("images", {}).items()):
         for beam, path in sorted(per_beam.items()):
             print(f"image round {r} beam {int(beam):02d}: {path}")
@@ -221,6 +240,10 @@ def _argv_from(args: argparse.Namespace) -> list[str]:
             argv += ["--already-calibrated"]
         if args.reference:
             argv += ["--reference", os.fspath(args.reference)]
+    if args.flow_name == "line":
+        for flag in ("fit_channels", "uvcontsub_order", "channel_block", "size", "scale_arcsec"):
+            if getattr(args, flag) is not None:
+                argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.strategy:
         argv += ["--strategy", os.fspath(args.strategy)]
     if args.beams:

@@ -215,6 +215,10 @@ def check_flow_inputs(name: str, parameters: dict[str, Any]) -> None:
             _existing(p["reference"], "reference catalogue")
     if name in ("bandpass", "continuum"):
         _strategy(p.get("strategy"))
+    if name == "line":
+        from flint.prefect.line import check_line_inputs  # the line flow's own module
+
+        check_line_inputs(p)
 
 
 def _check_bandpass_field(ms_path: str, field: str | None) -> None:

@@ -57,17 +57,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FLOW_NAMES = ("bandpass", "continuum", "probe")
+FLOW_NAMES = ("bandpass", "continuum", "line", "probe")
 _LABEL_RE = re.compile(r"^(?P<stage>[a-z_]+)-(?:beam(?P<beam>\d+))?\.?(?:round(?P<round>\d+))?")
 
 
 def get_flow(name_or_flow: Any) -> Any:
-    """The Prefect flow object for ``"bandpass"``, ``"continuum"`` or ``"probe"`` (or a flow)."""
+    """The Prefect flow object for ``"bandpass"``, ``"continuum"``, ``"line"`` or ``"probe"`` (or a flow)."""
     if not isinstance(name_or_flow, str):
         return name_or_flow
     from flint.prefect import flows
 
     table = {"bandpass": flows.bandpass_flow, "continuum": flows.continuum_flow, "probe": flows.probe_flow}
+    if name_or_flow == "line":
+        from flint.prefect.line import line_flow
+
+        table["line"] = line_flow
     if name_or_flow not in table:
         raise FlintConfigError(f"unknown flow {name_or_flow!r}; choose one of {', '.join(FLOW_NAMES)}")
     return table[name_or_flow]

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flint._sim_lines import HI_REST_HZ, ZOOM_PRESET, freq_to_velocity, line_free_channels, read_lines, velocity_to_freq
+from flint._sim_lines import (
+    HI_REST_HZ,
+    ZOOM_PRESET,
+    freq_to_velocity,
+    line_free_channels,
+    read_lines,
+    velocity_to_freq,
+)
 from flint.cli import main
 from flint.sim import SimOptions
 

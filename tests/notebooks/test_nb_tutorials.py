@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 SANITIZE = HERE / "nbval_sanitize.cfg"
-TUTORIALS = ["01_quickstart", "02_clusters", "03_calibration", "04_selfcal_imaging", "05_deployment", "06_batch", "07_askap_data"]
+TUTORIALS = ["01_quickstart", "02_clusters", "03_calibration", "04_selfcal_imaging", "05_deployment", "06_batch", "07_askap_data", "09_spectral_line"]
 TIMINGS: dict[str, float] = {}
 
 
@@ -142,6 +142,15 @@ def test_07_askap_data(runs: Path) -> None:
                  "median flux ratio within 5% of what the spectral indices give: True"):
         assert line in text, line
     assert (runs / "flint_tutorial_07" / "flow" / "continuum" / "SB101.SIM_FIELD.round1.linmos.fits").exists()
+
+
+def test_09_spectral_line(runs: Path) -> None:
+    nb, _ = papermill("09_spectral_line", runs, timeout=1200)
+    text = printed(nb)
+    for line in ("every line flux within 10% of the truth: True", "every centre within one channel: True",
+                 "absorption recovered within 10%: True", "continuum residual <= 1.5x the cube noise: True"):
+        assert line in text, line
+    assert (runs / "flint_tutorial_09" / "line" / "SB101.SIM_FIELD.image.cube.linmos.fits").exists()
 
 
 def test_nbval_lax(runs: Path, postgres_server, slurm_cluster: SlurmService) -> None:

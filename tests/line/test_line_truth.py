@@ -1,0 +1,124 @@
+"""The line flow against the simulator's truth (issue 15's "done means").
+
+One module fixture runs, on a small ``flint sim --lines 3 --zoom`` observation (2 beams,
+64 x 18.5 kHz channels near 1.4 GHz, 3 HI emission lines and one absorption against the
+brightest continuum source): the bandpass and continuum flows, then ``flint flow line``
+through the CLI on the continuum flow's folder. Tolerances (from the issue):
+
+* integrated line fluxes within 10 % of the truth;
+* centre velocities within one channel (~3.9 km/s);
+* the absorption recovered (integrated within 10 %, at the right velocity);
+* continuum residual at the bright sources <= 1.5x the cube noise in line-free channels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from flint._sim_lines import line_free_channels, read_lines
+from flint.cli.demo import line_strategy
+from flint.cubes import read_cube_info
+from flint.line_validation import LineValidation, validate_lines
+from flint.sim import SimOptions, simulate_bandpass, simulate_field
+
+from conftest import require_tool
+
+OPTS = SimOptions(lines=3, zoom=True, n_beams=2, n_sources=10, n_times=20, seed=42)
+
+
+@dataclass(frozen=True)
+class LineRun:
+    out: Path
+    lines_csv: Path
+    sky_csv: Path
+    stdout: str
+    validation: LineValidation
+    mosaic: Path
+
+
+@pytest.fixture(scope="module")
+def line_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    require_tool("wsclean")
+    from flint.prefect.warm import WarmSession
+
+    out = tmp_path_factory.mktemp("line_truth")
+    bp = simulate_bandpass(out / "data", OPTS)
+    field = simulate_field(out / "data", OPTS)
+    strategy = str(line_strategy(out / "line-strategy.yaml"))
+    with WarmSession("local") as session:
+        session.run("bandpass", bandpass=[str(p) for p in bp.ms_paths], out_dir=str(out / "bandpass"), strategy=strategy)
+        session.run(
+            "continuum", science=[str(p) for p in field.ms_paths], solutions=str(out / "bandpass"),
+            out_dir=str(out / "continuum"), strategy=strategy,
+        )
+    freqs = OPTS.freq_start_hz + OPTS.channel_width_hz * np.arange(OPTS.n_channels)
+    fit = line_free_channels(read_lines(field.extra["lines"]), freqs)
+    yield out, field, fit, strategy
+
+
+@pytest.fixture(scope="module")
+def line_products(line_run: Any) -> LineRun:
+    """``flint flow line`` through the CLI (the user's entry point), once."""
+    import subprocess
+    import sys
+
+    out, field, fit, strategy = line_run
+    argv = [
+        sys.executable, "-m", "flint.cli", "flow", "line", str(out / "continuum"), "--out-dir", str(out / "line"),
+        "--strategy", strategy, "--fit-channels", fit, "--uvcontsub-order", "1", "--size", "512",
+    ]
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mosaic = next(line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("cube mosaic: "))
+    val = validate_lines(mosaic, field.extra["lines"], field.sky_csv)
+    return LineRun(out, field.extra["lines"], field.sky_csv, proc.stdout, val, Path(mosaic))
+
+
+def test_cube_products(line_products: LineRun) -> None:
+    info = read_cube_info(line_products.mosaic)
+    assert info.nchan == OPTS.n_channels
+    assert info.beams is not None and info.beams_from_table
+    # one cube per beam, printed by the CLI
+    assert sum(line.startswith("cube beam ") for line in line_products.stdout.splitlines()) == OPTS.n_beams
+    # the continuum flow's MSs (the flow's input) were only read: no CONTSUB_DATA there
+    from flint.ms import open_table
+
+    with open_table(line_products.out / "continuum" / "SB101.SIM_FIELD.beam00.ms") as t:
+        assert "CONTSUB_DATA" not in t.colnames()
+
+
+def test_line_fluxes_within_10_percent(line_products: LineRun) -> None:
+    emission = [m for m in line_products.validation.lines if m.kind == "emission"]
+    assert len(emission) == 3
+    for m in emission:
+        assert m.flux_ratio == pytest.approx(1.0, abs=0.10), (m.name, m.int_jy_kms, m.true_int_jy_kms)
+
+
+def test_centre_velocities_within_one_channel(line_products: LineRun) -> None:
+    val = line_products.validation
+    assert 3.5 < val.channel_width_kms < 4.5
+    for m in val.lines:
+        assert abs(m.velocity_error_kms) <= val.channel_width_kms, (m.name, m.v0_kms, m.true_v0_kms)
+
+
+def test_absorption_recovered(line_products: LineRun) -> None:
+    val = line_products.validation
+    (absorber,) = [m for m in val.lines if m.kind == "absorption"]
+    assert absorber.int_jy_kms < 0
+    assert absorber.peak_snr > 5
+    assert val.absorption_flux_ratio == pytest.approx(1.0, abs=0.10)
+
+
+def test_continuum_residual_at_bright_sources(line_products: LineRun) -> None:
+    val = line_products.validation
+    assert val.residuals, "no bright continuum source inside the mosaic"
+    assert val.line_free_channels >= 10
+    for name, (rms, noise) in val.residuals.items():
+        assert rms <= 1.5 * noise, (name, rms, noise)
