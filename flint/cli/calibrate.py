@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         help="solve the bandpass of a PKS B1934-638 observation",
         description=(
             "Flag, solve per-antenna per-channel XX/YY gains against the Reynolds (1994) model of "
-            "PKS B1934-638, apply, flag CORRECTED_DATA and solve again; write AO-format solutions "
+            "PKS B1934-638, flag the calibrated residuals (data/gains - model) with AOFlagger and solve again; write AO-format solutions "
             "(SB<sbid>.B1934-638.beam<NN>.aocalibrate.bin) and a PNG. On an ASKAP 36-field calibrator MS only "
             "the field named for the MS's beam is used (else the one nearest 1934-638; --field chooses)."
         ),

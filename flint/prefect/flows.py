@@ -1,8 +1,8 @@
 """flint's flows: tasks wired together, per beam in parallel, driven by the strategy file.
 
 ``bandpass``
-    per beam: copy -> [preprocess] -> bandpass (flag -> solve -> [apply -> flag -> re-solve]
-    * flag_rounds; on a 36-field PKS B1934-638 MS only the field of the beam)
+    per beam: copy -> [preprocess] -> bandpass (basic flags -> solve -> [flag the calibrated
+    residuals -> re-solve] * flag_rounds; on a 36-field PKS B1934-638 MS only the field of the beam)
 ``continuum``
     per beam: copy -> [preprocess] -> apply bandpass (skipped with ``already_calibrated``)
     -> flag -> image round 0 -> [self-cal -> image] * n; per round: convolve to a common
@@ -254,8 +254,8 @@ def bandpass_flow(bandpass: str | list[str], out_dir: str, strategy: str | None 
     """Solve a bandpass per beam of a PKS B1934-638 observation; returns ``{beam: solution file}``.
 
     Per beam: copy the MS into ``out_dir`` (flint's name) -> preprocess if it is raw ASKAP
-    data -> :func:`flint.calibrate.run_bandpass` (flag -> solve -> [apply -> flag ->
-    re-solve] x ``flag_rounds`` of the strategy's ``bandpass`` options; on a 36-field MS
+    data -> :func:`flint.calibrate.run_bandpass` (basic flags -> solve -> [flag the
+    calibrated residuals -> re-solve] x ``flag_rounds`` of the strategy's ``bandpass`` options; on a 36-field MS
     only the field of the beam, chosen by :mod:`flint.calibrate`) ->
     ``SB<sbid>.B1934-638.beamNN.aocalibrate.bin`` (+ plot) in ``out_dir``. The field solved
     on and the preprocessing are reported per beam in the ``flint-bandpass-inputs`` artifact.
