@@ -179,7 +179,7 @@ def make_lines(opts: SimOptions, sky: SkyModel, centres: list[tuple[float, float
     for i in range(opts.lines):
         b = i % len(centres)
         for _ in range(200):
-            r = rng.uniform(0.05, 0.25) * fwhm_pb
+            r = rng.uniform(0.05, 0.2) * fwhm_pb
             t = rng.uniform(0, 2 * np.pi)
             ra, dec = _offset_radec(centres[b][0], centres[b][1], np.array([r * np.cos(t)]), np.array([r * np.sin(t)]))
             if not ras or np.min(angular_separation_deg(ras, decs, ra[0], dec[0])) >= min_sep:

@@ -138,9 +138,11 @@ def run(args: argparse.Namespace) -> int:
 _LINE_SIM = {"lines": 3, "zoom": True, "n_sources": 15, "n_times": 20}
 
 
-def line_strategy(path: Path, size: int = 768, scale_arcsec: float = 2.5) -> Path:
+def line_strategy(path: Path, size: int = 768, scale_arcsec: float = 2.5, rounds: int = 1) -> Path:
     """The packaged strategy with 2.5-arcsec pixels over 0.53 deg, for ~1.4 GHz (the simulated beam there is
-    ~22 x 14 arcsec in 20 integrations; the primary beam's FWHM 0.63 deg)."""
+    ~22 x 14 arcsec in 20 integrations; the primary beam's FWHM 0.63 deg), cut to ``rounds`` self-cal rounds
+    (one phase-only round: the continuum model the line flow subtracts is as good as after two here,
+    0.955 vs 0.961 of the truth at the bright sources)."""
     import yaml
 
     from flint.io import atomic_write_text
@@ -148,6 +150,7 @@ def line_strategy(path: Path, size: int = 768, scale_arcsec: float = 2.5) -> Pat
 
     text = yaml.safe_load(default_strategy_path().read_text())
     text["defaults"]["wsclean"].update(size=size, scale_arcsec=scale_arcsec)
+    text["rounds"] = {r: v for r, v in text.get("rounds", {}).items() if int(r) <= rounds}
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(path, yaml.safe_dump(text, sort_keys=False))
 
@@ -166,7 +169,7 @@ def _run_line(session: Any, opts: Any, field: Any, out: Path, strategy: str | No
     t0 = _stage("line flow: subtract -> channel-block cubes -> common beam per channel -> cube linmos")
     products = session.run(
         "line", continuum=str(out / "continuum"), out_dir=str(out / "line"), strategy=strategy,
-        fit_channels=fit or None, uvcontsub_order=1 if fit else None, size=512,
+        fit_channels=fit or None, uvcontsub_order=1 if fit else None, size=400, channel_block=16,
     )
     _done(t0)
     print_products("line", products)

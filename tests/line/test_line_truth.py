@@ -1,9 +1,10 @@
 """The line flow against the simulator's truth (issue 15's "done means").
 
-One module fixture runs, on a small ``flint sim --lines 3 --zoom`` observation (2 beams,
-64 x 18.5 kHz channels near 1.4 GHz, 3 HI emission lines and one absorption against the
-brightest continuum source): the bandpass and continuum flows, then ``flint flow line``
-through the CLI on the continuum flow's folder. Tolerances (from the issue):
+One module fixture runs, on the small ``flint sim --lines 3 --zoom`` observation of
+``flint demo --line`` (2 beams, 20 integrations, 64 x 18.5 kHz channels near 1.4 GHz, 3 HI
+emission lines and one absorption against the brightest continuum source): the bandpass and
+continuum flows (one phase self-cal round), then ``flint flow line`` through the CLI on the
+continuum flow's folder. Tolerances (from the issue):
 
 * integrated line fluxes within 10 % of the truth;
 * centre velocities within one channel (~3.9 km/s);
@@ -22,14 +23,14 @@ import numpy as np
 import pytest
 
 from flint._sim_lines import line_free_channels, read_lines
-from flint.cli.demo import line_strategy
+from flint.cli.demo import _LINE_SIM, line_strategy
 from flint.cubes import read_cube_info
 from flint.line_validation import LineValidation, validate_lines
 from flint.sim import SimOptions, simulate_bandpass, simulate_field
 
 from conftest import require_tool
 
-OPTS = SimOptions(lines=3, zoom=True, n_beams=2, n_sources=10, n_times=20, seed=42)
+OPTS = SimOptions(n_beams=2, seed=42, **_LINE_SIM)  # what flint demo --line simulates
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def line_products(line_run: Any) -> LineRun:
     out, field, fit, strategy = line_run
     argv = [
         sys.executable, "-m", "flint.cli", "flow", "line", str(out / "continuum"), "--out-dir", str(out / "line"),
-        "--strategy", strategy, "--fit-channels", fit, "--uvcontsub-order", "1", "--size", "512",
+        "--strategy", strategy, "--fit-channels", fit, "--uvcontsub-order", "1", "--size", "400", "--channel-block", "16",
     ]
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1200)
