@@ -75,14 +75,47 @@ def strategy_options(strategy: Path | None, tool: str, round: int | None) -> Bas
     return strat.options_for(tool, round or 0)
 
 
+def strategy_masking(strategy: Path | None, round: int | None) -> BaseOptions | None:
+    """The strategy's ``masking`` options for ``round`` (rounds >= 1 that use a clean mask), or None."""
+    if strategy is None or not round:
+        return None
+    from flint.strategy import load_strategy
+
+    strat = load_strategy(None if str(strategy) == "default" else strategy)
+    return strat.options_for("masking", round) if "masking" in strat.tools else None
+
+
+def _mask_from_previous_round(path: Path, out_dir: Path | None, round: int, masking: BaseOptions) -> Path:
+    """The clean mask of ``round`` made from round ``round - 1``'s image, as the continuum flow does."""
+    from flint.errors import FlintInputError
+    from flint.imaging import product_base
+    from flint.masking import make_clean_mask
+    from flint.ms import MS
+
+    ms = MS.cast(path)
+    folder = out_dir if out_dir is not None else ms.path.parent
+    previous = folder / f"{product_base(ms, round - 1)}.image.fits"
+    if not previous.is_file():
+        raise FlintInputError(
+            f"{previous}: no such image; round {round} of the strategy cleans inside a mask made from round "
+            f"{round - 1}'s image: image round {round - 1} into the same --out-dir first, or give --fits-mask"
+        )
+    mask = make_clean_mask(previous, masking, output=folder / f"{product_base(ms, round)}.mask.fits")  # type: ignore[arg-type]
+    return Path(mask.mask)
+
+
 def run(args: argparse.Namespace) -> int:
     from flint.imaging import WSCleanOptions, run_imaging
 
     base = strategy_options(args.strategy, "wsclean", args.round)
     opts = options_from_args(args, WSCleanOptions, base=base)
+    masking = strategy_masking(args.strategy, args.round) if opts.fits_mask is None else None
     results = []
     for path in args.ms:
-        results.append(run_imaging(path, opts, out_dir=args.out_dir, round=args.round, force=args.force))
+        o = opts
+        if masking is not None:
+            o = opts.with_options(fits_mask=_mask_from_previous_round(Path(path), args.out_dir, args.round, masking))
+        results.append(run_imaging(path, o, out_dir=args.out_dir, round=args.round, force=args.force))
     if args.json:
         print(json.dumps([{k: str(v) for k, v in r.products.items()} | {"ms": str(r.ms.path)} for r in results], indent=2))
     else:
