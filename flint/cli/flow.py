@@ -84,6 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     co.add_argument("--reference", type=Path, default=None, help="reference catalogue (CSV) for validation")
     _common(co)
     co.set_defaults(func=run)
+    po = fsub.add_parser("polarisation", help="IQUV cubes per beam, common beam per channel, cube linmos, leakage check, RM synthesis (after the continuum flow)")
+    po.add_argument("inputs", nargs=1, help="the continuum flow's output folder (self-calibrated MSs and its catalogue; only read)")
+    po.add_argument("--pb-cube", type=Path, default=None, help="ASKAP holography beam cube: its Stokes-I beams and Q/U/V leakage removal in linmos")
+    po.add_argument("--catalogue", type=Path, default=None, help="components for the leakage check and RM table (default: the continuum flow's last)")
+    po.add_argument("--size", type=int, default=None, help="cube image size in pixels (default: the strategy's)")
+    po.add_argument("--scale-arcsec", type=float, default=None, help="cube pixel size in arcsec (default: the strategy's)")
+    _common(po)
+    po.set_defaults(func=run)
     li = fsub.add_parser("line", help="continuum-subtract, image channel cubes per beam and mosaic them (after the continuum flow)")
     li.add_argument("inputs", nargs=1, help="the continuum flow's output folder (self-calibrated MSs and clean models; only read)")
     li.add_argument("--fit-channels", default=None, help="line-free channels for a polynomial uv-continuum fit, e.g. 0~9,50~63")
@@ -107,6 +115,10 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"out_dir": os.path.abspath(args.out_dir)}
     if args.flow_name == "bandpass":
         params["bandpass"] = absolute(_one_or_list(args.inputs))
+    elif args.flow_name == "polarisation":
+        params["continuum"] = os.path.abspath(args.inputs[0])
+        params.update(pb_cube=os.path.abspath(args.pb_cube) if args.pb_cube else None, size=args.size, scale_arcsec=args.scale_arcsec,
+                      catalogue=os.path.abspath(args.catalogue) if args.catalogue else None)
     elif args.flow_name == "line":
         params["continuum"] = os.path.abspath(args.inputs[0])
         params.update(fit_channels=args.fit_channels, uvcontsub_order=args.uvcontsub_order, channel_block=args.channel_block,
@@ -185,6 +197,12 @@ def print_products(flow_name: str, products: Any) -> None:
             print(f"cube beam {int(beam):02d}: {path}")
         print(f"cube mosaic: {products['mosaic']}")
         return
+    if flow_name == "polarisation":
+        for p, path in products["mosaics"].items():
+            print(f"mosaic {p.upper()}: {path}")
+        print(f"leakage: {products['leakage']['table']} (median |V/I| {products['leakage'].get('median_abs_v_over_i', float('nan')):.4g})")
+        print(f"rm synthesis: {products['rmsynth']['pi_map']}, {products['rmsynth']['rm_map']}, table {products['rmsynth']['table']}")
+        return
     for r, per_beam in sorted(products.get("images", {}).items()):
         for beam, path in sorted(per_beam.items()):
             print(f"image round {r} beam {int(beam):02d}: {path}")
@@ -244,6 +262,10 @@ def _argv_from(args: argparse.Namespace) -> list[str]:
         for flag in ("fit_channels", "uvcontsub_order", "channel_block", "size", "scale_arcsec"):
             if getattr(args, flag) is not None:
                 argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    if args.flow_name == "polarisation":
+        for flag in ("pb_cube", "catalogue", "size", "scale_arcsec"):
+            if getattr(args, flag) is not None:
+                argv += [f"--{flag.replace('_', '-')}", os.fspath(getattr(args, flag)) if isinstance(getattr(args, flag), Path) else str(getattr(args, flag))]
     if args.strategy:
         argv += ["--strategy", os.fspath(args.strategy)]
     if args.beams:

@@ -215,6 +215,10 @@ def check_flow_inputs(name: str, parameters: dict[str, Any]) -> None:
             _existing(p["reference"], "reference catalogue")
     if name in ("bandpass", "continuum"):
         _strategy(p.get("strategy"))
+    if name == "polarisation":  # the polarisation flow's own module checks its inputs
+        from flint.prefect.polarisation import check_polarisation_inputs
+
+        check_polarisation_inputs(p)
     if name == "line":
         from flint.prefect.line import check_line_inputs  # the line flow's own module
 

@@ -57,7 +57,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FLOW_NAMES = ("bandpass", "continuum", "line", "probe")
+FLOW_NAMES = ("bandpass", "continuum", "line", "polarisation", "probe")
 _LABEL_RE = re.compile(r"^(?P<stage>[a-z_]+)-(?:beam(?P<beam>\d+))?\.?(?:round(?P<round>\d+))?")
 
 
@@ -72,6 +72,10 @@ def get_flow(name_or_flow: Any) -> Any:
         from flint.prefect.line import line_flow
 
         table["line"] = line_flow
+    if name_or_flow == "polarisation":
+        from flint.prefect.polarisation import polarisation_flow
+
+        table["polarisation"] = polarisation_flow
     if name_or_flow not in table:
         raise FlintConfigError(f"unknown flow {name_or_flow!r}; choose one of {', '.join(FLOW_NAMES)}")
     return table[name_or_flow]

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 SANITIZE = HERE / "nbval_sanitize.cfg"
-TUTORIALS = ["01_quickstart", "02_clusters", "03_calibration", "04_selfcal_imaging", "05_deployment", "06_batch", "07_askap_data", "09_spectral_line"]
+TUTORIALS = ["01_quickstart", "02_clusters", "03_calibration", "04_selfcal_imaging", "05_deployment", "06_batch", "07_askap_data", "08_polarisation", "09_spectral_line"]
 TIMINGS: dict[str, float] = {}
 
 
@@ -151,6 +151,15 @@ def test_09_spectral_line(runs: Path) -> None:
                  "absorption recovered within 10%: True", "continuum residual <= 1.5x the cube noise: True"):
         assert line in text, line
     assert (runs / "flint_tutorial_09" / "line" / "SB101.SIM_FIELD.image.cube.linmos.fits").exists()
+
+
+def test_08_polarisation(runs: Path) -> None:
+    nb, _ = papermill("08_polarisation", runs, timeout=1500)
+    text = printed(nb)
+    for line in ("D-terms within 0.2 % (median): True", "RM within 2 rad/m^2: True", "polarised fraction within 5 %: True",
+                 "Q/I, U/I, V/I of the bright sources within 3 %: True", "residual leakage |V/I| <= 0.2 %: True"):
+        assert line in text, line
+    assert (runs / "flint_tutorial_08" / "polarisation" / "SB101.SIM_FIELD.v.image.cube.linmos.fits").exists()
 
 
 def test_nbval_lax(runs: Path, postgres_server, slurm_cluster: SlurmService) -> None:

@@ -36,7 +36,7 @@ FLOW_TOOLS: dict[str, tuple[str, ...]] = {
     "bandpass": ("bandpass",),  # its flagging rounds are BandpassOptions fields
     "continuum": ("apply", "flagging", "wsclean", "selfcal", "convol", "linmos", "source_finding", "validation"),
     "line": ("wsclean", "linmos"),  # the cubes start from the last round's wsclean options
-    "line": ("wsclean", "linmos"),  # the cubes start from the last round's wsclean options
+    "polarisation": ("wsclean", "linmos"),  # IQUV cubes from the last round's wsclean options; linmos (+ --pb-cube)
     "probe": (),
 }
 _ENV_KEYS = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")
