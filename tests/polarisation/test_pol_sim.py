@@ -61,3 +61,27 @@ def test_wsclean_reads_the_simulated_stokes_with_their_signs(tmp_path: Path) -> 
         checked += 1
     assert checked == 3
     assert any(abs(float(r["v_jy"])) > 0.005 for r in rows)  # the signs of V were checked too
+
+
+def test_polarised_raw_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", str(tmp_path / "x"), "--polarised", "--askap-raw"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--polarised" in err[0] and "--askap-raw" in err[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_polarised_truth_files_and_dterm_scale(tmp_path: Path) -> None:
+    from flint._sim_pol import pol_truth_paths
+    from flint.sim import SimOptions
+
+    _sim(tmp_path, "--pol-dterm-rms", "0.03", "--n-sources", "6")
+    truth = np.load(next(tmp_path.glob("*.truth.npz")))
+    d = truth["dterms"]
+    assert d.shape == (1, 24, 1, 2)
+    assert 0.015 < np.sqrt(np.mean(np.abs(d) ** 2)) < 0.045  # ~ the rms asked for
+    g = truth["bandpass"]
+    assert np.allclose(np.angle(g[..., 1] / g[..., 0]), truth["xy_phase_rad"])  # the XY-phase is in the gains
+    paths = pol_truth_paths(tmp_path, SimOptions(n_beams=1, polarised=True))
+    rows = _truth(tmp_path)
+    assert len(rows) == 9 and paths["pb_cube"].exists()
+    assert sum(float(r["frac_lin"]) == 0 for r in rows) >= 1  # unpolarised sources to measure leakage on
