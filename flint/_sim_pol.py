@@ -430,8 +430,12 @@ def _cube_at(path: str | Path, ra: NDArray[np.float64], dec: NDArray[np.float64]
             half = int(np.ceil(bmaj / pix))
             t = np.radians(bpa)
             for k in range(len(ra)):
+                if not (np.isfinite(x[k]) and np.isfinite(y[k])):
+                    continue
                 xi, yi = int(round(x[k])), int(round(y[k]))
-                ys, xs = slice(max(yi - half, 0), yi + half + 1), slice(max(xi - half, 0), xi + half + 1)
+                if not (0 <= xi < plane.shape[1] and 0 <= yi < plane.shape[0]):
+                    continue
+                ys, xs = slice(max(yi - half, 0), min(yi + half + 1, plane.shape[0])), slice(max(xi - half, 0), min(xi + half + 1, plane.shape[1]))
                 box = plane[ys, xs]
                 if box.size == 0 or not np.all(np.isfinite(box)):
                     continue
