@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
             "noise, with the truth (sky catalogue, gains) written beside them. With "
             "--askap-raw, write them as the ASKAP correlator does (boresight FIELD, "
             "FEED.BEAM_OFFSET, instrument frame, 36-field calibrator MSs): run "
-            "'flint ms preprocess' on them before calibrating or imaging. Visibilities are "
+            "'flint ms preprocess' on them before calibrating or imaging. With --polarised, the "
+            "sources are polarised (fraction, angle, RM, some circular) and the antennas leak "
+            "(D-terms, XY-phases, off-axis leakage); the truth (pol.csv, dterms, xyphase.csv, a "
+            "holography-format beam cube) is written beside the MSs. Visibilities are "
             "predicted and written in chunks of --chunk-mb (memory stays flat at any size; "
             "the bytes do not depend on the chunk size)."
         ),
