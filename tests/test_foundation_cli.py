@@ -39,7 +39,7 @@ def test_bad_option_is_one_line_and_nothing_written(tmp_path: Path, capsys: pyte
     rc = main(["sim", str(out), "--n-beams", "40"])
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "n_beams" in err[0]
+    assert len(err) == 1 and "--n-beams" in err[0]
     assert not out.exists() or not any(out.iterdir())
 
 
