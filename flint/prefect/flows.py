@@ -245,6 +245,14 @@ def _strategy(path: str | None) -> Any:
     return load_strategy(path)
 
 
+def last_round_wsclean(strat: Any, size: int | None = None, scale_arcsec: float | None = None) -> Any:
+    """The strategy's WSClean options of its last round, with ``size``/``scale_arcsec`` replaced
+    when given (the starting point of the cube flows' imaging)."""
+    opts = strat.options_for("wsclean", int(strat.n_rounds))
+    given = {"size": size, "scale_arcsec": scale_arcsec}
+    return opts.with_options(**{k: v for k, v in given.items() if v is not None})
+
+
 def _calibrated_flag_options(strat: Any, round: int, column: str = "CORRECTED_DATA") -> Any:
     """The strategy's flagging options, on the calibrated ``column`` unless the strategy names one."""
     opts = strat.options_for("flagging", round)

@@ -28,7 +28,7 @@ from prefect import flow, task
 from flint.errors import FlintInputError
 from flint.naming import parse_name, product_name
 from flint.prefect import tasks as T
-from flint.prefect.flows import _strategy, find_by_beam
+from flint.prefect.flows import _strategy, find_by_beam, last_round_wsclean
 
 __all__ = ["line_flow", "final_models", "cube_wsclean_options", "check_line_inputs", "subtract_task", "channel_block_task", "assemble_task"]
 
@@ -80,15 +80,9 @@ def check_line_inputs(parameters: dict[str, Any]) -> None:
 def cube_wsclean_options(strat: Any, size: int | None = None, scale_arcsec: float | None = None) -> Any:
     """WSClean options of the channel cubes: the strategy's last round, cleaned against its own
     auto-mask (5 sigma) to 3 sigma in every channel, on ``CONTSUB_DATA``, image cubes only."""
-    opts = strat.options_for("wsclean", int(strat.n_rounds))
-    extra: dict[str, Any] = {}
-    if size is not None:
-        extra["size"] = size
-    if scale_arcsec is not None:
-        extra["scale_arcsec"] = scale_arcsec
-    return opts.with_options(
+    return last_round_wsclean(strat, size, scale_arcsec).with_options(
         auto_mask=5.0, auto_threshold=3.0, fits_mask=None, data_column="CONTSUB_DATA", cube_products=("image",),
-        channels_out=1, join_channels=False, fit_spectral_pol=None, **extra,
+        channels_out=1, join_channels=False, fit_spectral_pol=None,
     )
 
 

@@ -34,7 +34,7 @@ from prefect import flow, task
 from flint.errors import FlintInputError
 from flint.naming import parse_name, product_name
 from flint.prefect import tasks as T
-from flint.prefect.flows import _strategy, find_by_beam
+from flint.prefect.flows import _strategy, find_by_beam, last_round_wsclean
 
 __all__ = [
     "polarisation_flow",
@@ -97,16 +97,10 @@ def pol_wsclean_options(strat: Any, n_channels: int, size: int | None = None, sc
     updates every image at each iteration and took over 5 minutes per beam on a 512-pixel image
     (independent channels: seconds each). ``-squared-channel-joining`` stays available through
     the strategy's wsclean options for joined runs."""
-    opts = strat.options_for("wsclean", int(strat.n_rounds))
-    extra: dict[str, Any] = {}
-    if size is not None:
-        extra["size"] = size
-    if scale_arcsec is not None:
-        extra["scale_arcsec"] = scale_arcsec
-    return opts.with_options(
+    return last_round_wsclean(strat, size, scale_arcsec).with_options(
         pol="IQUV", join_polarizations=True, channels_out=n_channels, cube=True, cube_products=("image",),
         join_channels=False, fit_spectral_pol=None, squared_channel_joining=False, fits_mask=None, local_rms=False,
-        auto_mask=5.0, auto_threshold=3.0, niter=niter, update_model=False, data_column="CORRECTED_DATA", **extra,
+        auto_mask=5.0, auto_threshold=3.0, niter=niter, update_model=False, data_column="CORRECTED_DATA",
     )
 
 
