@@ -28,6 +28,7 @@ every pixel and channel, and the Stokes-I leakage into Q/U/V is removed first::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -189,19 +190,36 @@ def run_linmos(
         raise FlintInputError("run_linmos: no images given; pass the beam images to mosaic")
     if opts.pb_cube is not None or any(is_cube_file(p) for p in paths):
         return _run_linmos_cube(paths, opts, output)
-    loaded = [read_image(p) for p in paths]
-    _check_inputs(loaded)
-    out, weight_out = output_paths(paths, output)
-
-    corrected: list[tuple[NDArray[np.float64], Any]] = []
-    weights: list[NDArray[np.float64]] = []
-    noises: list[float] = []
+    # one image in memory at a time: check all and find the grid from their headers and
+    # shapes, then weight, reproject and add each into running sums (reproject_and_coadd's
+    # on-the-fly "sum"; dividing at the end is its "mean"). Holding every image with its
+    # corrected and weight planes took ~0.2 GB per 3000^2 beam image.
+    loaded: list[Image] = []
+    shapes: list[tuple[int, int]] = []
     freqs: list[float] = []
-    for img in loaded:
+    for path in paths:
+        img = read_image(path)
         freq = opts.freq_hz or image_frequency_hz(img.header)
         if freq is None:
             raise FlintImageError(f"{img.path}: no frequency in its header; set LinmosOptions(freq_hz=...)")
         freqs.append(freq)
+        ny, nx = img.data.shape
+        shapes.append((ny, nx))
+        loaded.append(dataclasses.replace(img, data=np.empty((0, 0))))
+        del img
+    _check_inputs(loaded)
+    out, weight_out = output_paths(paths, output)
+
+    wcs_out, shape_out = find_optimal_celestial_wcs(
+        list(zip(shapes, [img.wcs for img in loaded], strict=True)),
+        projection=opts.projection,
+        resolution=min(img.pixel_scale_deg for img in loaded) * _deg(),
+    )
+    mosaic = np.zeros(shape_out)
+    weight = np.zeros(shape_out)
+    noises: list[float] = []
+    for path, freq in zip(paths, freqs, strict=True):
+        img = read_image(path)
         pb = primary_beam_image(img, opts, freq)
         sigma = robust_rms(img.data) if opts.noise == "mad" else 1.0
         if not np.isfinite(sigma) or sigma <= 0:
@@ -209,22 +227,22 @@ def run_linmos(
         noises.append(sigma)
         use = (pb >= opts.pb_cutoff) & np.isfinite(img.data)
         with np.errstate(divide="ignore", invalid="ignore"):
-            corrected.append((np.where(use, img.data / pb, np.nan), img.wcs))
-        weights.append(np.where(use, pb**2 / sigma**2, 0.0))
+            corrected = np.where(use, img.data / pb, np.nan)
+        reproject_and_coadd(
+            [(corrected, img.wcs)],
+            wcs_out,
+            shape_out=shape_out,
+            input_weights=[np.where(use, pb**2 / sigma**2, 0.0)],
+            reproject_function=reproject_interp,
+            combine_function="sum",
+            roundtrip_coords=False,  # same celestial frame in and out: skip the round-trip check
+            output_array=mosaic,
+            output_footprint=weight,
+        )
         logger.info("%s: noise %.3g Jy/beam, %.0f%% of pixels above PB cutoff", img.path.name, sigma, 100 * use.mean())
-
-    wcs_out, shape_out = find_optimal_celestial_wcs(
-        corrected, projection=opts.projection, resolution=min(img.pixel_scale_deg for img in loaded) * _deg()
-    )
-    mosaic, weight = reproject_and_coadd(
-        corrected,
-        wcs_out,
-        shape_out=shape_out,
-        input_weights=weights,
-        reproject_function=reproject_interp,
-        combine_function="mean",
-        roundtrip_coords=False,  # same celestial frame in and out: skip the round-trip check
-    )
+        del img, pb, use, corrected
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mosaic /= weight
     mosaic = np.where(weight > 0, mosaic, np.nan)
     header = wcs_out.to_header()
     if opts.trim:
