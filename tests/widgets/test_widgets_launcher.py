@@ -127,6 +127,15 @@ def test_submit_follow_and_fail_on_the_panels_cluster(running_panel: ClusterPane
         assert launcher.table.value.count("data-state='Completed'") == 6
         assert "open in the Prefect UI" in launcher.link.value
         assert sorted(launcher.result["mosaics"]) == [0, 1]
+        # the run's lines are in the launcher's log pane: the flow run's (this kernel) and its
+        # task runs' (read back from the Prefect API: workers may be other processes or hosts)
+        log = launcher.log.text
+        assert "Beginning flow run" in log and "Finished in state Completed()" in log, log
+        for task in ("probe-beam00.round0", "probe-beam01.round1", "probe_mosaic-round0"):
+            assert f"prefect.task_runs: Task run '{task}' - Finished in state Completed()" in log, log
+        assert "could not be read" not in log, log
+        assert len(log.splitlines()) == len(set(log.splitlines())), log  # a line logged here and read from the API: once
+        assert "lines, newest first" in launcher.log.widget.get_title(0)  # drawn, not only stored
         # the "warm session" choice: a WarmSession on the panel's scheduler, with its own Prefect server
         session = launcher.session
         assert session is not None and session.address == running_panel.address.value
@@ -154,7 +163,9 @@ def test_submit_follow_and_fail_on_the_panels_cluster(running_panel: ClusterPane
     out = tmp_path / "probe2"
     launcher.set_params(out_dir=str(out), n_beams=2, rounds=2, seconds=3)
     try:
+        launcher.log.lines.clear()
         launcher.submit_button.click()
+        assert launcher.log.attached  # close() detached the pane; the next Submit feeds it again
         assert _until(lambda: launcher.handle is not None and
                       "Running" in launcher.handle.task_states().values(), 240), launcher.errors.text
         assert launcher.session is not None and launcher.session.server_pid not in (None, server_pid)
@@ -166,6 +177,7 @@ def test_submit_follow_and_fail_on_the_panels_cluster(running_panel: ClusterPane
         assert not list(out.glob("*mosaic*"))  # no mosaic: the remaining tasks never started
         assert (out / CANCELLED_MARKER).exists()
         assert launcher.errors.text == "", launcher.errors.text
+        assert "Beginning flow run" in launcher.log.text, launcher.log.text
     finally:
         launcher.close()
 

@@ -6,6 +6,7 @@ import logging
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,26 @@ def test_callback_errors_are_shown_not_swallowed() -> None:
     assert "Traceback" in area.text  # unexpected errors keep their traceback
     area.clear()
     assert area.text == "" and area.last_error is None
+
+
+def test_worker_processes_log_to_the_file_not_to_the_kernels_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LocalCluster's worker processes share the kernel's stderr (ipykernel copies it into cells)."""
+    from distributed import Client, LocalCluster
+
+    from flint_widgets._logs import quiet_local_workers
+
+    monkeypatch.setenv("FLINT_LOG_DIR", str(tmp_path))
+
+    def log_on_worker() -> list[str]:
+        logging.getLogger("prefect.task_runs").info("a line of a task run")
+        return [f"{type(h).__name__}:{getattr(getattr(h, 'stream', None), 'name', '')}" for h in logging.getLogger().handlers]
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        assert quiet_local_workers(client, cluster)
+        handlers = next(iter(client.run(log_on_worker).values()))
+    assert not any(h.endswith(("<stderr>", "<stdout>")) for h in handlers), handlers
+    text = "".join(p.read_text() for p in tmp_path.glob("notebook-*.log"))
+    assert "prefect.task_runs" in text and "a line of a task run" in text
+    # thread workers are this process: nothing to do
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        assert not quiet_local_workers(client, cluster)

@@ -6,6 +6,11 @@ unrelated cells. :func:`capture_logs` swaps the console handlers of the root log
 of the ``distributed`` / ``prefect`` / server loggers for one handler that writes the
 file ``$FLINT_LOG_DIR/notebook-<date>.log`` (default ``~/.flint/logs``) and feeds every
 :class:`LogPane`. :func:`release_logs` puts the handlers back.
+
+Worker *processes* of a LocalCluster started from the kernel inherit the kernel's stderr,
+which ipykernel copies into the running cell: :func:`quiet_local_workers` makes their
+console handlers write to the same file instead (the run's task-run lines reach the
+launcher's pane from the Prefect API).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["LogPane", "capture_logs", "release_logs", "log_file"]
+__all__ = ["LogPane", "capture_logs", "release_logs", "log_file", "run_line", "quiet_local_workers"]
 
 #: loggers whose console handlers are replaced (besides the root logger)
 _CAPTURED = ("distributed", "prefect", "prefect.flow_runs", "prefect.task_runs", "uvicorn", "fastapi", "tornado", "bokeh")
@@ -35,17 +40,34 @@ def log_file() -> Path:
     return folder / f"notebook-{time.strftime('%Y%m%d')}.log"
 
 
-def _is_console(h: logging.Handler) -> bool:
+def _is_console(h: logging.Handler) -> bool:  # stderr/stdout stream handlers (Prefect's and rich's too)
     stream = getattr(h, "stream", None)
     return type(h).__name__ in ("PrefectConsoleHandler", "StreamHandler", "RichHandler") and stream in (
         sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__, None,
     ) and not isinstance(h, logging.FileHandler)
 
 
+def run_line(stamp: str, level: int, name: str, message: str, task_run: str | None = None, flow_run: str | None = None) -> str:
+    """One pane line: ``HH:MM:SS LEVEL logger: [Task run 'x' - ]message`` (also for lines read from the Prefect API)."""
+    who = f"Task run {task_run!r} - " if task_run else (f"Flow run {flow_run!r} - " if flow_run else "")
+    return f"{stamp} {logging.getLevelName(level)} {name}: {who}{message}"
+
+
+class _RunFormatter(logging.Formatter):
+    """Names the Prefect task or flow run a record comes from (as Prefect's console does)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = run_line(self.formatTime(record, "%H:%M:%S"), record.levelno, record.name, record.getMessage(),
+                        getattr(record, "task_run_name", None), getattr(record, "flow_run_name", None))
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
 class _FanOut(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        self.setFormatter(_RunFormatter())
         self.file: logging.FileHandler | None = None
         try:
             path = log_file()
@@ -125,27 +147,57 @@ class LogPane:
         self.widget.selected_index = None
         self.widget.add_class("flint-log-pane")
         self._last_render = 0.0
+        self._dirty = False
+        self.attach()
+
+    def attach(self) -> None:
+        """Feed this pane (again: a widget used after :meth:`close`, e.g. a launcher's next Submit)."""
         with _lock:
-            _panes.append(self)
+            if self not in _panes:
+                _panes.append(self)
         capture_logs()
+
+    @property
+    def path(self) -> Path:
+        """The file the lines are also written to."""
+        return log_file()
+
+    @property
+    def attached(self) -> bool:
+        with _lock:
+            return self in _panes
 
     def wants(self, name: str) -> bool:
         return any(name == p or name.startswith(p + ".") for p in self.prefixes)
 
-    def add(self, line: str, level: int) -> None:
+    def add(self, line: str, level: int, once: bool = False) -> None:
+        """Add a line (redrawn at most twice a second; :meth:`flush` draws what is left).
+
+        ``once``: not when the pane has the same line already (a record both logged here
+        and read back from the Prefect API).
+        """
+        if once and any(line == old for old, _ in self.lines):
+            return
         self.lines.append((line, level))
+        self._dirty = True
         now = time.monotonic()
         if now - self._last_render > 0.5 or level >= logging.WARNING:
             self.render()
 
+    def flush(self) -> None:
+        """Draw the lines added since the last drawing (the widgets call it from their refresh loops)."""
+        if self._dirty:
+            self.render()
+
     def render(self) -> None:
         self._last_render = time.monotonic()
+        self._dirty = False
         rows = []
         for line, level in list(self.lines)[::-1]:  # newest first
             colour = "#c62828" if level >= logging.ERROR else ("#e65100" if level >= logging.WARNING else "inherit")
             rows.append(f"<div style='color:{colour}'>{html.escape(line)}</div>")
         self.view.value = (
-            "<div style='font-family:monospace;font-size:11px;max-height:220px;overflow:auto;white-space:pre-wrap'>"
+            "<div style='font-family:monospace;font-size:11px;line-height:1.4;max-height:220px;overflow:auto;white-space:pre-wrap'>"
             + "".join(rows) + "</div>"
         )
         self.widget.set_title(0, f"{self.title} ({len(self.lines)} lines, newest first; file {log_file()})")
@@ -162,3 +214,20 @@ class LogPane:
             last = not _panes
         if last:
             release_logs()
+
+
+
+def quiet_local_workers(client: object, cluster: object) -> bool:
+    """Send the console lines of a LocalCluster's worker processes to :func:`log_file` (``True`` if it is one).
+
+    Remote workers log where their batch system says; thread workers are this kernel
+    (their lines already reach the panes).
+    """
+    if type(cluster).__name__ != "LocalCluster" or getattr(cluster, "processes", True) is False:
+        return False
+    from flint_widgets._worker_logs import QuietWorkerLogs
+
+    path = log_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    client.register_plugin(QuietWorkerLogs(os.fspath(path), _CAPTURED), name=QuietWorkerLogs.name)  # type: ignore[attr-defined]
+    return True

@@ -18,7 +18,7 @@ from typing import Any
 from flint.errors import FlintConfigError
 from flint.prefect.clusters import ClusterSpec, load_cluster_spec, start_cluster, validate_spec
 from flint_widgets._common import ErrorArea, failed_html, guarded, link_html, message_html, pre
-from flint_widgets._logs import LogPane
+from flint_widgets._logs import LogPane, quiet_local_workers
 from flint_widgets.cluster_builder import ClusterBuilder, problems_of
 from flint_widgets.cluster_info import (
     ClusterCounts,
@@ -197,11 +197,17 @@ class ClusterPanel:
             raise FlintConfigError(f"the cluster spec has problems ({', '.join(problems)}); fix them before Start")
         spec = validate_spec(spec)
         self.status.value = message_html(f"starting {spec.cluster_class or spec.address} ...", ok=True)
+        self.log.attach()
         try:
             self.cluster, self.client = start_cluster(spec)
         except Exception as exc:
             self.status.value = failed_html(exc)
             raise
+        try:
+            if quiet_local_workers(self.client, self.cluster):
+                logger.info("worker processes log to %s (not into the notebook's cells)", self.log.path)
+        except Exception as exc:  # the cluster works; its workers' lines may reach the cells
+            logger.warning("could not send the workers' log lines to %s: %s", self.log.path, exc)
         self.spec = spec
         self.adaptive = None
         if spec.adapt_kwargs:
@@ -333,6 +339,7 @@ class ClusterPanel:
                 self._show_jobs()
             self._ticks += 1
             self._update_log_choices()
+            self.log.flush()
 
     def _update_log_choices(self) -> None:
         assert self.client is not None

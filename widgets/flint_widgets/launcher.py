@@ -21,10 +21,11 @@ from typing import Any
 
 from flint.errors import FlintConfigError, FlintError
 from flint.io import atomic_write_text
-from flint_widgets._common import ErrorArea, failed_html, guarded, link_html, message_html
-from flint_widgets._logs import LogPane, capture_logs
+from flint_widgets._common import ErrorArea, failed_html, guarded, link_html, message_html, one_line
+from flint_widgets._logs import LogPane, capture_logs, quiet_local_workers, run_line
 
-__all__ = ["FlowLauncher", "FLOW_TOOLS", "flow_parameters", "parse_parameter", "write_strategy", "progress_table_html", "cancel_flow_run", "flow_run_url"]
+__all__ = ["FlowLauncher", "FLOW_TOOLS", "flow_parameters", "parse_parameter", "write_strategy", "progress_table_html", "cancel_flow_run", "flow_run_url",
+           "task_run_log_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,36 @@ def cancel_flow_run(handle: Any) -> None:
         client.set_flow_run_state(handle.flow_run_id, Cancelled(message="cancelled from the flint launcher"), force=True)
 
 
+def task_run_log_lines(handle: Any, after: Any = None, names: dict[Any, str] | None = None) -> list[tuple[Any, Any, str, int]]:
+    """``(id, timestamp, line, level)`` of the run's task-run log records on its Prefect API, oldest first.
+
+    Task runs execute on the Dask workers (other processes, other hosts); their lines reach
+    this kernel only through the Prefect API. ``after``: only records from then on (a
+    datetime); ``names``: task run id -> name, completed from the API when a record's task
+    run is not in it.
+    """
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
+    from prefect.client.schemas.sorting import LogSort
+
+    from flint.prefect.running import prefect_api
+
+    names = {} if names is None else names
+    flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[handle.flow_run_id]))
+    if after is not None:
+        flt.timestamp = LogFilterTimestamp(after_=after)
+    with prefect_api(handle.api_url, getattr(handle, "_auth", None)), handle._client() as client:
+        logs = [log for log in client.read_logs(log_filter=flt, sort=LogSort.TIMESTAMP_ASC, limit=200, offset=0)
+                if log.task_run_id is not None]
+        if any(log.task_run_id not in names for log in logs):
+            names.update({run.id: run.name for run in handle._task_runs()})
+    out = []
+    for log in logs:  # the flow run's own lines come from this kernel's logging
+        local = log.timestamp.astimezone()  # the kernel's own lines are in local time
+        line = run_line(f"{local:%H:%M:%S}", int(log.level), log.name, log.message, names.get(log.task_run_id, "?"))
+        out.append((log.id, log.timestamp, line, int(log.level)))
+    return out
+
+
 class FlowLauncher:
     """Choose a flow, its inputs, options, cluster and Prefect API; submit; follow; cancel.
 
@@ -210,6 +241,9 @@ class FlowLauncher:
         self.table = w.HTML()
         self.table.add_class("flint-progress-table")
         self.log = LogPane(("prefect", "flint", "httpx"), "flow log")
+        self._log_ids: set[Any] = set()
+        self._log_after: Any = None
+        self._task_names: dict[Any, str] = {}
 
         self.flow.add_class("flint-flow-choice")
         self.cluster_choice.add_class("flint-cluster-choice")
@@ -388,6 +422,8 @@ class FlowLauncher:
                 session.on_stage = self._stage
                 self.session = session.start()
                 self._session_key = key
+                if quiet_local_workers(session.client, session.cluster):
+                    logger.info("worker processes log to %s (not into the notebook's cells)", self.log.path)
             return self.session
 
     def _stage(self, text: str) -> None:
@@ -435,6 +471,8 @@ class FlowLauncher:
         params = self.parameters()
         flow_name = self.flow.value
         self.handle, self.result, self.progress, self.state = None, None, {}, "Submitting"
+        self.log.attach()  # again after close(): this run's lines go to the pane
+        self._log_ids, self._log_after, self._task_names = set(), None, {}
         self.status.value = message_html(f"{flow_name}: submitting …", ok=True)
         self.table.value = ""
         self.link.value = ""
@@ -478,9 +516,41 @@ class FlowLauncher:
                 if str(exc) != last_error:
                     last_error = str(exc)
                     self.errors.show(exc, "progress update")
+            self._pull_task_logs()
             if done or self._stop.wait(self.poll_interval):
                 break
         self._finish()
+
+        def tail() -> None:  # the workers send their lines to the API in batches (every ~2 s)
+            for delay in (2.0, 3.0, 5.0):
+                if self._stop.wait(delay) or self.handle is not handle:
+                    return
+                self._pull_task_logs(final=True)
+
+        handle = self.handle
+        threading.Thread(target=tail, name="flint-log-tail", daemon=True).start()
+
+    def _pull_task_logs(self, final: bool = False) -> None:
+        """Add the run's new task-run lines (from the Prefect API) to the log pane."""
+        import datetime
+
+        handle = self.handle
+        if handle is None:
+            return
+        try:
+            lines = task_run_log_lines(handle, self._log_after, self._task_names)
+        except Exception as exc:  # the pane says so; a temporary server may be gone after the run
+            if not final:  # once per distinct problem
+                self.log.add(f"(the task-run lines could not be read from the Prefect API: {one_line(exc)})", logging.WARNING, once=True)
+            self.log.flush()
+            return
+        for log_id, stamp, line, level in lines:
+            if log_id not in self._log_ids:
+                self._log_ids.add(log_id)
+                self.log.add(line, level, once=True)  # thread workers: this kernel logged it too
+            # records of several workers arrive out of order: look back a little each time
+            self._log_after = max(self._log_after or stamp, stamp - datetime.timedelta(seconds=30))
+        self.log.flush()
 
     def refresh(self) -> None:
         """Update the state and the beams x stages table from the Prefect API."""
