@@ -133,6 +133,33 @@ def test_callback_errors_are_shown_not_swallowed() -> None:
     assert area.text == "" and area.last_error is None
 
 
+def test_dask_labextension_finds_the_panels_dashboard_through_the_proxy(panel: ClusterPanel) -> None:
+    """What dask-labextension's search button runs in the kernel names the proxy link; the buttons carry it."""
+    import json
+    from html import unescape
+
+    import dask.config
+
+    before = dask.config.get("distributed.dashboard.link")
+    panel.start()
+    links = panel.links
+    assert links is not None
+    # the code dask-labextension 7 sends to the notebook's kernel (Private.checkKernel)
+    from dask.distributed import default_client as _internal_jlab_default_client
+
+    found = str(_internal_jlab_default_client().dashboard_link).replace("'", "").split("status")[0]
+    assert found == f"/proxy/{links.port}/"
+    # the panel's one-click buttons run dask-labextension's own commands with that URL
+    page = unescape(panel.dashboard.value)
+    for command in ("dask:populate-dashboard-url", "dask:populate-and-launch-layout"):
+        assert f"data-commandlinker-command='{command}'" in page
+    args = page.split("data-commandlinker-args='")[1].split("'")[0]
+    assert json.loads(args) == {"url": links.proxy}
+    panel.stop()
+    assert dask.config.get("distributed.dashboard.link") == before  # Stop puts the setting back
+    assert panel.dashboard.value == ""
+
+
 def test_worker_processes_log_to_the_file_not_to_the_kernels_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A LocalCluster's worker processes share the kernel's stderr (ipykernel copies it into cells)."""
     from distributed import Client, LocalCluster

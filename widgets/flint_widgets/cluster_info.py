@@ -27,6 +27,8 @@ __all__ = [
     "JobState",
     "cluster_counts",
     "dashboard_links",
+    "link_template",
+    "dask_sidebar_html",
     "job_states",
     "job_log_path",
     "tail_text",
@@ -167,6 +169,46 @@ def dashboard_links(client: Any, cluster: Any = None, template: str | None = Non
     env.setdefault("JUPYTERHUB_SERVICE_PREFIX", "/")
     proxy = template.format(**{**env, "host": sched_host, "port": port_part, "scheme": "http"})
     return DashboardLinks(proxy=proxy, direct=direct, port=int(port))
+
+
+def link_template(links: DashboardLinks) -> str:
+    """A ``distributed.dashboard.link`` template that gives ``links.proxy`` for this cluster.
+
+    Set while the panel's cluster runs, ``client.dashboard_link`` (what dask-labextension's
+    "search" button asks the notebook's kernel for) names the dashboard through
+    jupyter-server-proxy, which the sidebar can reach from any browser.
+    """
+    proxy = links.proxy.replace("{", "{{").replace("}", "}}")
+    at = proxy.rfind(str(links.port))
+    if at < 0:
+        return proxy  # a template without the port: the link as it is
+    return proxy[:at] + "{port}" + proxy[at + len(str(links.port)):]
+
+
+def dask_sidebar_html(links: DashboardLinks) -> str:
+    """Buttons that connect dask-labextension's sidebar to this dashboard (JupyterLab's command links).
+
+    The buttons run dask-labextension's own commands with the proxy URL:
+    ``dask:populate-dashboard-url`` (the sidebar's dashboard box, its plot buttons lit) and
+    ``dask:populate-and-launch-layout`` (also opens the task stream, memory and progress panes).
+    Outside JupyterLab they do nothing.
+    """
+    import html
+    import json
+
+    args = html.escape(json.dumps({"url": links.proxy}), quote=True)
+
+    def button(command: str, label: str, css: str, title: str) -> str:
+        return (f"<button class='jp-mod-styled jp-mod-accept {css}' style='margin:2px 6px 2px 0;cursor:pointer' "
+                f"title='{html.escape(title, quote=True)}' data-commandlinker-command='{command}' "
+                f"data-commandlinker-args='{args}'>{html.escape(label)}</button>")
+
+    return (
+        button("dask:populate-dashboard-url", "show in the Dask sidebar", "flint-dask-sidebar",
+               "fill dask-labextension's dashboard box with this cluster's dashboard (open the Dask tab on the left)")
+        + button("dask:populate-and-launch-layout", "open Dask panes", "flint-dask-panes",
+                 "the sidebar's dashboard plus task stream, worker memory and progress panes beside the notebook")
+    )
 
 
 def job_log_path(job: Any) -> Path | None:

@@ -26,8 +26,10 @@ from flint_widgets.cluster_info import (
     JobState,
     cluster_counts,
     dashboard_links,
+    dask_sidebar_html,
     format_bytes,
     job_states,
+    link_template,
     tail_text,
 )
 
@@ -90,6 +92,8 @@ class ClusterPanel:
         self._ticks = 0
         self._last_refresh_error = ""
         self.adaptive: tuple[int, int] | None = None
+        self._link_before: Any = None  # distributed.dashboard.link before Start (put back by Stop)
+        self._link_set = False
 
         self.start_button = w.Button(description="Start", button_style="success", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -217,6 +221,7 @@ class ClusterPanel:
         self._show_running()
         self.address.value = str(self.client.scheduler.address)
         self.links = dashboard_links(self.client, self.cluster)
+        self._use_proxy_links(self.links)
         self._show_links()
         self._update_buttons()
         self.refresh()
@@ -225,6 +230,26 @@ class ClusterPanel:
             self._thread = threading.Thread(target=self._loop, name="flint-cluster-panel", daemon=True)
             self._thread.start()
         return self.cluster, self.client
+
+    def _use_proxy_links(self, links: DashboardLinks) -> None:
+        """While the cluster runs, ``client.dashboard_link`` names the dashboard through the proxy.
+
+        That is what dask-labextension's "search" button reads from the notebook's kernel
+        (its default client's ``dashboard_link``); :meth:`stop` puts the setting back.
+        """
+        import dask.config
+
+        if not self._link_set:
+            self._link_before = dask.config.get("distributed.dashboard.link", None)
+        dask.config.set({"distributed.dashboard.link": link_template(links)})
+        self._link_set = True
+
+    def _restore_links(self) -> None:
+        import dask.config
+
+        if self._link_set:
+            dask.config.set({"distributed.dashboard.link": self._link_before})
+            self._link_set = False
 
     def scale(self, n: int) -> None:
         """Ask for ``n`` workers (stops adaptive scaling, like Dask's own widget)."""
@@ -267,6 +292,7 @@ class ClusterPanel:
             if client is not None:
                 client.close()
         finally:
+            self._restore_links()
             if cluster is not None:
                 cluster.close()
         self.status.value = message_html("stopped", ok=True)
@@ -362,8 +388,8 @@ class ClusterPanel:
         self.dashboard.value = (
             f"Dashboard: {link_html(links.proxy, links.proxy, 'flint-dashboard-link')} (through jupyter-server-proxy) · direct: "
             f"<code>{html.escape(links.direct)}</code><br>"
-            f"Attach from code: <code>DaskTaskRunner(address=\"{html.escape(self.address.value)}\")</code>; "
-            f"dask-labextension sidebar: paste <code>{html.escape(links.proxy)}</code>"
+            f"Attach from code: <code>DaskTaskRunner(address=\"{html.escape(self.address.value)}\")</code><br>"
+            f"dask-labextension: {dask_sidebar_html(links)} (or its search button finds <code>{html.escape(links.proxy)}</code>)"
         )
 
     def _show_jobs(self) -> None:
