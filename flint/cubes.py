@@ -432,6 +432,14 @@ class CubeReader:
         idx = self.info.axes.index(str(self.path), **at)
         return np.asarray(self._hdul[0].section[idx], dtype=np.float64)
 
+    def rows(self, y0: int, y1: int, chan: int = 0, pol: int = 0) -> NDArray[np.float64]:
+        """Rows ``[y0, y1)`` (numpy axis 0 of a plane) at channel ``chan``, polarisation ``pol``: a strip of a plane."""
+        if self._hdul is None:
+            raise RuntimeError("CubeReader used outside its 'with' block")
+        at = {k: v for k, v in {"FREQ": chan, "STOKES": pol}.items() if k in self.info.axes.names}
+        idx = (*self.info.axes.index(str(self.path), **at)[:-2], slice(y0, y1), slice(None))
+        return np.asarray(self._hdul[0].section[idx], dtype=np.float64)
+
     def planes(self) -> Iterator[tuple[int, int, NDArray[np.float64]]]:
         """Every (chan, pol, plane), channel-major."""
         for c in range(self.info.nchan):

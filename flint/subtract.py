@@ -23,7 +23,14 @@
 3. **uv-continuum fit** (``uvcontsub_order``): per row (baseline and integration) and
    correlation, a weighted polynomial in frequency over the line-free channels
    (``fit_channels``, unflagged samples only) is fitted to the residual and subtracted at
-   every channel (as CASA's ``uvcontsub`` does).
+   every channel (as CASA's ``uvcontsub`` does). By default (``fit_channels`` ``None`` or
+   ``"auto"``) the line-free channels are **found in the data** (:mod:`flint.linefree`): a
+   first-pass dirty cube of ``data - MODEL_DATA``, a per-pixel median baseline, robust
+   sigma-clipping of the per-channel peak and minimum, dilation by the line width. The fit
+   also removes what the continuum model holds of the lines: it was cleaned from the whole
+   band, so it carries each line's (and the absorber's) band average, which the subtraction
+   leaves as a constant offset in every channel at that position; fitted over the line-free
+   channels the polynomial takes the offset out, and the line channels keep the line alone.
 
 The output column is written under a temporary name and renamed when complete; ``DATA`` and
 the input column are only read (``MODEL_DATA`` is scratch: the predict overwrites it).
@@ -47,6 +54,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from flint.errors import FlintImageError, FlintInputError, FlintMSError
+from flint.linefree import LineFreeOptions, LineFreeResult
 from flint.ms import MS, open_table
 from flint.options import BaseOptions
 from flint.runner import run_command
@@ -82,8 +90,10 @@ class SubtractOptions(BaseOptions):
     """Also fit and subtract a polynomial of this order in frequency per row and correlation
     (``None``: no second stage)."""
     fit_channels: str | None = None
-    """Line-free channels the polynomial is fitted to, as inclusive ranges ``0~3,8~11``
-    (``None``: all channels)."""
+    """Line-free channels the polynomial is fitted to: ``auto`` (found in a first-pass cube,
+    :mod:`flint.linefree`; also when not given), ``all``, or inclusive ranges ``0~3,8~11``."""
+    line_free: LineFreeOptions = Field(default_factory=LineFreeOptions)
+    """How ``auto`` finds the line-free channels (``--linefree-*``)."""
     chunk_rows: int = Field(default=10000, ge=1)
     """Rows read and written at a time (bounds memory)."""
     overwrite: bool = False
@@ -103,8 +113,8 @@ class SubtractOptions(BaseOptions):
         if self.output_column.upper() in protected:
             raise ValueError(f"output_column {self.output_column} would overwrite an input; give --output-column a new name (e.g. CONTSUB_DATA)")
         if self.fit_channels is not None and self.uvcontsub_order is None:
-            raise ValueError("fit_channels needs uvcontsub_order (--uvcontsub-order 1)")
-        if self.fit_channels is not None:
+            raise ValueError(f"--fit-channels {self.fit_channels} needs --uvcontsub-order (e.g. 1)")
+        if self.fit_channels is not None and self.fit_channels.strip().lower() not in ("auto", "all"):
             parse_channel_ranges(self.fit_channels, None)
         return self
 
@@ -137,6 +147,10 @@ class SubtractResult:
     """The same for the output column."""
     command: tuple[str, ...] = ()
     """The WSClean argv that predicted the model (empty without one)."""
+    fit_channels: str | None = None
+    """The channels the polynomial was fitted over (ranges; ``None`` without the fit)."""
+    line_free: LineFreeResult | None = None
+    """What the automatic line-free search found (``None`` when the channels were given)."""
 
 
 # --------------------------------------------------------------------------- channel ranges
@@ -382,8 +396,9 @@ def run_subtract(ms: MS | str | os.PathLike[str], options: SubtractOptions | Non
     with open_table(handle.path, subtable="SPECTRAL_WINDOW") as spw:
         freqs = np.asarray(spw.getcol("CHAN_FREQ"))[0].astype(np.float64)
     fit_mask = None
-    if opts.uvcontsub_order is not None:
-        given = parse_channel_ranges(opts.fit_channels, len(freqs)) if opts.fit_channels else None
+    spec = (opts.fit_channels or "auto").strip().lower()
+    if opts.uvcontsub_order is not None and spec != "auto":
+        given = parse_channel_ranges(spec, len(freqs)) if spec != "all" else None
         fit_mask = given if given is not None else np.ones(len(freqs), dtype=bool)
         if int(fit_mask.sum()) < opts.uvcontsub_order + 1:
             raise FlintInputError(f"--fit-channels {opts.fit_channels}: {int(fit_mask.sum())} channel(s) cannot fit order {opts.uvcontsub_order}; give more line-free channels or lower --uvcontsub-order")
@@ -394,7 +409,13 @@ def run_subtract(ms: MS | str | os.PathLike[str], options: SubtractOptions | Non
     if models is not None:
         argv = _predict(handle, models, opts)
         logger.info("%s: predicted %d model image(s) into MODEL_DATA", handle.path, len(models.paths))
-    n_rows, n_unfit, stats = _write_column(handle.path, opts, freqs, fit_mask)
+    grid = None
+    if models is not None:
+        from flint.cubes import read_cube_info
+
+        minfo = read_cube_info(models.paths[0])
+        grid = (max(64, 2 * ((minfo.axes.nx + 3) // 4)), 2.0 * abs(float(minfo.header["CDELT2"])) * 3600.0)
+    n_rows, n_unfit, stats, found, fit_mask = _write_column(handle.path, opts, freqs, fit_mask, grid)
     rms_in = float(np.sqrt(stats[0] / stats[2])) if stats[2] else float("nan")
     rms_out = float(np.sqrt(stats[1] / stats[2])) if stats[2] else float("nan")
     logger.info("%s: %s - MODEL_DATA -> %s (rms %.4g -> %.4g Jy)", handle.path, opts.data_column, opts.output_column, rms_in, rms_out)
@@ -408,11 +429,26 @@ def run_subtract(ms: MS | str | os.PathLike[str], options: SubtractOptions | Non
         rms_in_jy=rms_in,
         rms_out_jy=rms_out,
         command=tuple(argv),
+        fit_channels=None if fit_mask is None else _ranges(fit_mask),
+        line_free=found,
     )
 
 
-def _write_column(path: Path, opts: SubtractOptions, freqs: NDArray[np.float64], fit_mask: NDArray[np.bool_] | None) -> tuple[int, int, list[float]]:
-    """``data - MODEL_DATA`` (and the polynomial stage) into a temporary column, renamed at the end."""
+def _ranges(mask: NDArray[np.bool_]) -> str:
+    from flint.linefree import format_channel_ranges
+
+    return format_channel_ranges(mask)
+
+
+def _write_column(
+    path: Path, opts: SubtractOptions, freqs: NDArray[np.float64], fit_mask: NDArray[np.bool_] | None, grid: tuple[int, float] | None
+) -> tuple[int, int, list[float], LineFreeResult | None, NDArray[np.bool_] | None]:
+    """``data - MODEL_DATA`` (and the polynomial stage) into a temporary column, renamed at the end.
+
+    With the polynomial over ``auto`` channels (``fit_mask`` ``None``): a first pass writes
+    ``data - MODEL_DATA``, the line-free channels are found in its dirty cube, and a second
+    pass fits and subtracts the polynomial in the temporary column.
+    """
     from flint.ms import add_column
 
     # a fresh name each run: casacore keeps a renamed column's data-manager name, so a fixed
@@ -426,6 +462,9 @@ def _write_column(path: Path, opts: SubtractOptions, freqs: NDArray[np.float64],
     x = (freqs - freqs.mean()) / max(float(np.ptp(freqs)) / 2.0, 1.0)
     stats = [0.0, 0.0, 0.0]
     n_unfit = 0
+    order = opts.uvcontsub_order
+    auto = order is not None and fit_mask is None
+    found: LineFreeResult | None = None
     try:
         with open_table(path, mode="rw") as tab:
             nrows = tab.nrows()
@@ -437,13 +476,31 @@ def _write_column(path: Path, opts: SubtractOptions, freqs: NDArray[np.float64],
                     raise FlintMSError(f"{path}: MODEL_DATA has shape {model.shape[1:]} per row but {opts.data_column} {data.shape[1:]}; predict the model again (--model-prefix)")
                 out = data - model
                 flags = tab.getcol("FLAG", start, n)
-                if fit_mask is not None and opts.uvcontsub_order is not None:
-                    usable = ~flags & fit_mask[None, :, None] & np.isfinite(out)
-                    cont, fitted = fit_continuum(out, usable, x, opts.uvcontsub_order)
-                    out = (out - cont).astype(data.dtype)
-                    n_unfit += int((~fitted).sum())
-                _accumulate(stats, tab, start, n, data, out, flags)
+                if fit_mask is not None and order is not None:
+                    out, bad = _fit_rows(out, flags, fit_mask, x, order)
+                    n_unfit += bad
+                _accumulate(stats, tab, start, n, data, None if auto else out, flags)
                 tab.putcol(tmp, out, start, n)
+        if auto and order is not None:
+            from flint.linefree import run_line_free
+
+            found = run_line_free(path, tmp, opts.line_free, grid=grid, wsclean_binary=opts.wsclean_binary, threads=opts.threads, force=opts.force)
+            fit_mask = found.free
+            if int(fit_mask.sum()) < order + 1:
+                raise FlintInputError(
+                    f"{path}: --fit-channels auto found {int(fit_mask.sum())} line-free channel(s) of {len(fit_mask)} "
+                    f"(lines at {_ranges(found.line) or 'none'}), too few for --uvcontsub-order {order}; give --fit-channels"
+                )
+            if fit_mask.mean() < 0.25:
+                logger.warning("%s: only %d of %d channels found line-free", path, int(fit_mask.sum()), len(fit_mask))
+            with open_table(path, mode="rw") as tab:
+                for start in range(0, nrows, opts.chunk_rows):
+                    n = min(opts.chunk_rows, nrows - start)
+                    flags = tab.getcol("FLAG", start, n)
+                    out, bad = _fit_rows(tab.getcol(tmp, start, n), flags, fit_mask, x, order)
+                    n_unfit += bad
+                    _accumulate(stats, tab, start, n, None, out, flags)
+                    tab.putcol(tmp, out, start, n)
         with open_table(path, mode="rw") as tab:
             if opts.output_column in tab.colnames():
                 tab.removecols([opts.output_column])
@@ -451,18 +508,32 @@ def _write_column(path: Path, opts: SubtractOptions, freqs: NDArray[np.float64],
     except BaseException:
         _drop(path, tmp)
         raise
-    return nrows, n_unfit, stats
+    return nrows, n_unfit, stats, found, fit_mask
 
 
-def _accumulate(stats: list[float], tab: Any, start: int, n: int, data: NDArray[Any], out: NDArray[Any], flags: NDArray[np.bool_]) -> None:
+def _fit_rows(
+    out: NDArray[Any], flags: NDArray[np.bool_], fit_mask: NDArray[np.bool_], x: NDArray[np.float64], order: int
+) -> tuple[NDArray[Any], int]:
+    """Subtract the polynomial fitted over the unflagged ``fit_mask`` channels; also the number of spectra left unfitted."""
+    usable = ~flags & fit_mask[None, :, None] & np.isfinite(out)
+    cont, fitted = fit_continuum(out, usable, x, order)
+    return (out - cont).astype(out.dtype), int((~fitted).sum())
+
+
+def _accumulate(
+    stats: list[float], tab: Any, start: int, n: int, data: NDArray[Any] | None, out: NDArray[Any] | None, flags: NDArray[np.bool_]
+) -> None:
+    """Sums of squares of the input (``data``) and output (``out``) and the sample count (with the input)."""
     cross = tab.getcol("ANTENNA1", start, n) != tab.getcol("ANTENNA2", start, n)
-    ncorr = data.shape[2]
+    ncorr = flags.shape[2]
     pols = [0, ncorr - 1] if ncorr > 1 else [0]  # XX and YY (or the one correlation)
     good = ~flags[cross][:, :, pols]
     for k, arr in enumerate((data, out)):
-        sel = arr[cross][:, :, pols][good]
-        stats[k] += float(np.sum(sel.real**2 + sel.imag**2))
-    stats[2] += 2.0 * float(good.sum())
+        if arr is not None:
+            sel = arr[cross][:, :, pols][good]
+            stats[k] += float(np.sum(sel.real**2 + sel.imag**2))
+    if data is not None:
+        stats[2] += 2.0 * float(good.sum())
 
 
 def _drop(path: Path, column: str) -> None:

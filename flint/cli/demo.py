@@ -173,19 +173,13 @@ def line_strategy(path: Path, size: int = 768, scale_arcsec: float = 2.5, rounds
 
 def _run_line(session: Any, opts: Any, field: Any, out: Path, strategy: str | None) -> None:
     """The line flow on the continuum flow's folder, then the line numbers against the truth."""
-    import numpy as np
-
-    from flint._sim_lines import line_free_channels, read_lines
     from flint.cli.flow import print_products
     from flint.line_validation import validate_lines
 
-    freqs = opts.freq_start_hz + opts.channel_width_hz * np.arange(opts.n_channels)
-    # the user knows the line-free channels; here they come from the simulated truth
-    fit = line_free_channels(read_lines(field.extra["lines"]), freqs)
-    t0 = _stage("line flow: subtract -> channel-block cubes -> common beam per channel -> cube linmos")
+    # the line-free channels of the uv-continuum fit are found per beam in the data (--fit-channels auto)
+    t0 = _stage("line flow: subtract (line-free channels found per beam) -> channel-block cubes -> common beam per channel -> cube linmos")
     products = session.run(
-        "line", continuum=str(out / "continuum"), out_dir=str(out / "line"), strategy=strategy,
-        fit_channels=fit or None, uvcontsub_order=1 if fit else None, size=400, channel_block=16,
+        "line", continuum=str(out / "continuum"), out_dir=str(out / "line"), strategy=strategy, size=400, channel_block=16,
     )
     _done(t0)
     print_products("line", products)

@@ -32,7 +32,7 @@ examples:
       --out-dir run/continuum --cluster-config slurm --strategy my-strategy.yaml --beams 0 1 2
   flint flow continuum ... --background      # detached; follow it in the Prefect UI or the log
   flint flow continuum casda/ --already-calibrated --out-dir run/continuum   # CASDA data: no bandpass
-  flint flow line run/continuum --out-dir run/line --uvcontsub-order 1 --fit-channels 0~9,50~63
+  flint flow line run/continuum --out-dir run/line      # line-free channels found per beam (--fit-channels auto)
 
 Inputs may carry flint's names, raw ASKAP names (SB39400.RACS_0635-31.beam0.ms) or CASDA names
 (scienceData.<field>.SB<sbid>.<field>.beam08_averaged_cal.leakage.ms); raw ASKAP MSs (instrument
@@ -94,13 +94,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     po.set_defaults(func=run)
     li = fsub.add_parser("line", help="continuum-subtract, image channel cubes per beam and mosaic them (after the continuum flow)")
     li.add_argument("inputs", nargs=1, help="the continuum flow's output folder (self-calibrated MSs and clean models; only read)")
-    li.add_argument("--fit-channels", default=None, help="line-free channels for a polynomial uv-continuum fit, e.g. 0~9,50~63")
-    li.add_argument("--uvcontsub-order", type=int, default=None, help="order of that polynomial (default: no fit)")
+    li.add_argument("--fit-channels", default=None, help="line-free channels of the polynomial uv-continuum fit: auto (default: "
+                    "found per beam in a first-pass dirty cube), all, or ranges e.g. 0~9,50~63")
+    li.add_argument("--uvcontsub-order", type=_order, default=1, help="order of that polynomial, or 'none' for no fit (default 1)")
     li.add_argument("--channel-block", type=int, default=8, help="channels imaged per task (default 8)")
     li.add_argument("--size", type=int, default=None, help="cube image size in pixels (default: the strategy's)")
     li.add_argument("--scale-arcsec", type=float, default=None, help="cube pixel size in arcsec (default: the strategy's)")
     _common(li)
     li.set_defaults(func=run)
+
+
+def _order(text: str) -> int | None:
+    """``--uvcontsub-order``: an integer, or ``none`` for no polynomial fit."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an order; give 0-5 or 'none'") from None
 
 
 def _one_or_list(values: list[str]) -> str | list[str]:
@@ -195,6 +206,9 @@ def print_products(flow_name: str, products: Any) -> None:
     if flow_name == "line":
         for beam, path in sorted(products.get("cubes", {}).items(), key=lambda kv: int(kv[0])):
             print(f"cube beam {int(beam):02d}: {path}")
+        for beam, sub in sorted(products.get("subtract", {}).items(), key=lambda kv: int(kv[0])):
+            if sub.get("line_channels") is not None:
+                print(f"line channels beam {int(beam):02d}: {sub['line_channels'] or 'none'} (fitted over {sub['fit_channels']})")
         print(f"cube mosaic: {products['mosaic']}")
         return
     if flow_name == "polarisation":
@@ -262,6 +276,8 @@ def _argv_from(args: argparse.Namespace) -> list[str]:
         for flag in ("fit_channels", "uvcontsub_order", "channel_block", "size", "scale_arcsec"):
             if getattr(args, flag) is not None:
                 argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        if args.uvcontsub_order is None:
+            argv += ["--uvcontsub-order", "none"]
     if args.flow_name == "polarisation":
         for flag in ("pb_cube", "catalogue", "size", "scale_arcsec"):
             if getattr(args, flag) is not None:

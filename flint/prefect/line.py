@@ -3,8 +3,9 @@
 ``line``
     per beam, in parallel: copy the continuum flow's self-calibrated MS into ``out_dir`` ->
     :func:`flint.subtract.run_subtract` (WSClean ``-predict`` of the beam's final-round clean
-    model, ``CORRECTED_DATA - MODEL_DATA`` into ``CONTSUB_DATA``, optionally a polynomial
-    uv-continuum fit over ``fit_channels``) -> one task per channel block
+    model, ``CORRECTED_DATA - MODEL_DATA`` into ``CONTSUB_DATA``, then a first-order polynomial
+    uv-continuum fit over the line-free channels, found per beam in a first-pass dirty cube by
+    :mod:`flint.linefree` unless ``fit_channels`` lists them) -> one task per channel block
     (:func:`flint.imaging.run_channel_block`) -> :func:`flint.imaging.assemble_channel_blocks`
     (one image cube per beam, per-channel ``BEAMS``); then, joining the beams: common
     resolution per channel (:func:`flint.convol.run_convol`, ``natural`` mode) -> cube
@@ -72,7 +73,7 @@ def check_line_inputs(parameters: dict[str, Any]) -> None:
 
     build_options(
         SubtractOptions,
-        {"uvcontsub_order": parameters.get("uvcontsub_order"), "fit_channels": parameters.get("fit_channels")},
+        {"uvcontsub_order": parameters.get("uvcontsub_order", 1), "fit_channels": parameters.get("fit_channels")},
     )
     _strategy(parameters.get("strategy"))
 
@@ -123,7 +124,7 @@ def line_flow(
     strategy: str | None = None,
     beams: list[int] | None = None,
     fit_channels: str | None = None,
-    uvcontsub_order: int | None = None,
+    uvcontsub_order: int | None = 1,
     channel_block: int = 8,
     size: int | None = None,
     scale_arcsec: float | None = None,
@@ -139,14 +140,17 @@ def line_flow(
     strategy
         The continuum flow's strategy (its last round's WSClean options are the cubes' base).
     fit_channels, uvcontsub_order
-        Optional polynomial uv-continuum fit over these line-free channels (``0~9,50~63``).
+        Polynomial uv-continuum fit of this order (``None``: none) over these line-free channels:
+        ``auto`` / ``None`` (found per beam, :mod:`flint.linefree`), ``all`` or ranges ``0~9,50~63``.
     channel_block
         Channels per imaging task.
     size, scale_arcsec
         Cube image size (pixels) and pixel scale (arcsec); default: the strategy's.
 
     Returns ``{"cubes": {beam: path}, "convolved": [paths], "mosaic": path, "weight": path,
-    "noise_jy": [per-beam cube noise], "subtract": {beam: {"rms_in_jy", "rms_out_jy"}}}``.
+    "noise_jy": [per-beam cube noise], "subtract": {beam: {"rms_in_jy", "rms_out_jy", "fit_channels",
+    "line_channels"}}}`` (``fit_channels``: the channels the polynomial was fitted over;
+    ``line_channels``: those found with lines, ``None`` when the channels were given).
     """
     from flint._imaging_cubes import channel_blocks, ms_channel_freqs
     from flint.subtract import SubtractOptions
@@ -185,5 +189,17 @@ def line_flow(
         "mosaic": os.fspath(lin.mosaic),
         "weight": os.fspath(lin.weight) if lin.weight else None,
         "noise_jy": list(lin.noise_jy),
-        "subtract": {b: {"rms_in_jy": f.result().rms_in_jy, "rms_out_jy": f.result().rms_out_jy} for b, f in subs.items()},
+        "subtract": {b: _subtract_summary(f.result()) for b, f in subs.items()},
+    }
+
+
+def _subtract_summary(r: Any) -> dict[str, Any]:
+    from flint.linefree import format_channel_ranges
+
+    lf = r.line_free
+    return {
+        "rms_in_jy": r.rms_in_jy,
+        "rms_out_jy": r.rms_out_jy,
+        "fit_channels": r.fit_channels,
+        "line_channels": format_channel_ranges(lf.line) if lf is not None else None,
     }

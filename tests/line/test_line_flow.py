@@ -100,6 +100,10 @@ def test_flow_line_refuses_bad_fit_channels(tmp_path: Path, capsys: pytest.Captu
     assert main(["sim", str(data), "--what", "field", "--n-beams", "1", "--n-times", "2", "--n-sources", "2"]) == 0
     (data / "SB101.SIM_FIELD.beam00.round2.model.fits").write_bytes(b"")
     capsys.readouterr()
-    rc = main(["flow", "line", str(data), "--out-dir", str(tmp_path / "line"), "--fit-channels", "0~3"])
+    rc = main(["flow", "line", str(data), "--out-dir", str(tmp_path / "line"), "--fit-channels", "0~3", "--uvcontsub-order", "none"])
     assert rc == 1
     assert "--uvcontsub-order" in _one_error_line(capsys)
+    rc = main(["flow", "line", str(data), "--out-dir", str(tmp_path / "line"), "--fit-channels", "0~x"])
+    assert rc == 1
+    assert "--fit-channels" in _one_error_line(capsys)
+    assert not (tmp_path / "line").exists()

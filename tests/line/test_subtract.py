@@ -19,7 +19,7 @@ from flint.cli import main
 from flint.imaging import ImagingResult, WSCleanOptions, run_imaging
 from flint.ms import MS, add_column, open_table
 from flint.sim import SimOptions, SimResult
-from flint.subtract import SubtractOptions, run_subtract
+from flint.subtract import SubtractOptions, parse_channel_ranges, run_subtract
 
 from conftest import require_tool, writable_copy
 
@@ -108,6 +108,43 @@ def test_uvcontsub_removes_slope_exactly(tmp_path: Path, sim_field_ideal: SimRes
     # without the polynomial stage the continuum stays
     res = run_subtract(ms, SubtractOptions(output_column="NOFIT_DATA"))
     assert res.rms_out_jy == pytest.approx(res.rms_in_jy)
+
+
+def test_uvcontsub_auto_finds_the_line_channels(tmp_path: Path, sim_field_ideal: SimResult, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--fit-channels auto`` (the default with --uvcontsub-order): CORRECTED_DATA = noise + a sloped continuum
+    per row (no sky) + a line at the phase centre in channels 5-7. The first-pass cube finds channels 5-7,
+    the fit over the rest leaves the line and the noise."""
+    require_tool("wsclean")
+    ms = add_column(writable_copy(sim_field_ideal.ms_paths[1], tmp_path), "CORRECTED_DATA", like="DATA", fill="zero")
+    add_column(ms, "MODEL_DATA", like="DATA", fill="zero")
+    nrow, nchan, ncorr = _col(ms, "DATA").shape
+    rng = np.random.default_rng(5)
+    sigma = 0.3
+    noise = sigma * (rng.normal(size=(nrow, nchan, ncorr)) + 1j * rng.normal(size=(nrow, nchan, ncorr)))
+    a = sigma * (rng.normal(size=(nrow, 1, ncorr)) + 1j * rng.normal(size=(nrow, 1, ncorr)))
+    b = sigma * (rng.normal(size=(nrow, 1, ncorr)) + 1j * rng.normal(size=(nrow, 1, ncorr)))
+    nu = np.linspace(-1, 1, nchan)[None, :, None]
+    line = np.zeros((1, nchan, ncorr))
+    for corr in (0, 3):  # XX and YY: Stokes I 0.1 Jy at the peak
+        line[0, 5:8, corr] = 0.1 * np.array([0.5, 1.0, 0.5])
+    _put(ms, "CORRECTED_DATA", (noise + a + b * nu + line).astype(np.complex64))
+    argv = ["subtract", str(ms.path), "--uvcontsub-order", "1", "--output-column", "LINE_DATA", "--linefree-size", "128", "--linefree-scale-arcsec", "8"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    found = next(x for x in printed.splitlines() if x.startswith("line channels found: "))
+    line_chans = parse_channel_ranges(found.split(": ", 1)[1], nchan)
+    assert line_chans is not None and line_chans[5:8].all(), found
+    assert line_chans.sum() <= 8, found  # 5-7 dilated by 1.5 x their ~2-channel FWHM: not the whole band
+    out = _col(ms, "LINE_DATA")
+    flags = _col(ms, "FLAG")
+    free = ~line_chans
+    # the line survives (the mean over rows at its peak, noise of the mean ~0.3/sqrt(rows) = 2.2 mJy) ...
+    peak = out[:, 6, 0][~flags[:, 6, 0]].mean()
+    assert abs(peak.real - 0.1) < 0.01 and abs(peak.imag) < 0.01
+    # ... and the sloped continuum (rms 0.42 Jy per part) is gone: what is left in free channels is the noise
+    resid = out[:, free][~flags[:, free]]
+    rms = float(np.sqrt(np.mean(np.concatenate([resid.real, resid.imag]) ** 2)))
+    assert rms < sigma, rms  # a fit over n free channels removes 2/n of the noise variance: < 0.3
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
