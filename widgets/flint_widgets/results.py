@@ -275,6 +275,7 @@ class ResultsBrowser:
     def __init__(self, directory: str | os.PathLike[str] = "") -> None:
         import ipywidgets as w
 
+        from flint_widgets.thumbnails import ThumbnailGrid
         from flint_widgets.viewer import ImageViewer
 
         self.errors = ErrorArea()
@@ -289,7 +290,9 @@ class ResultsBrowser:
         self.choice.add_class("flint-products")
         self.summary = w.HTML()
         self.viewer = ImageViewer()
+        self.thumbnails = ThumbnailGrid(on_open=lambda path: self._open_from_grid(path))
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        self.image.add_class("flint-solution-figure")
         self.antenna = w.Dropdown(options=[], description="antenna")
         self.antenna.add_class("flint-antenna")
         self.sort_by = w.Dropdown(options=[], description="sort by")
@@ -309,6 +312,7 @@ class ResultsBrowser:
                 w.HBox([self.directory, self.refresh_button]),
                 self.choice,
                 self.summary,
+                self.thumbnails.widget,
                 self.viewer.widget,
                 self.antenna,
                 self.image,
@@ -352,6 +356,7 @@ class ResultsBrowser:
             if current in [v for _, v in options]:
                 self.choice.value = current
         self._seen = tuple(v for _, v in options)
+        guarded(self.errors, "thumbnails")(self.thumbnails.update)(p.path for p in self.products if p.kind == "image")
         kinds = {k: sum(p.kind == k for p in self.products) for k in ("image", "table", "figure", "solutions", "log")}
         cancelled = (root / "FLINT_RUN_CANCELLED.txt").exists()
         self.summary.value = message_html(
@@ -413,7 +418,7 @@ class ResultsBrowser:
             self.antenna.options = [(f"{a}", a) for a in range(n)]
             self.antenna.value = 0
             self._show_solutions()
-            note += f" · {n} antennas: choose one"
+            note += f" · antenna 0 of {n} (0..{n - 1}): choose another below"
         elif kind == "log":
             lines = p.read_text(errors="replace").splitlines()
             self.text_view.value = pre("\n".join(lines[-200:]), "400px")
@@ -426,9 +431,19 @@ class ResultsBrowser:
         self._show_kind(kind)
         self.summary.value = message_html(note, ok=True)
 
+    def _open_from_grid(self, path: Path) -> None:
+        """A thumbnail was clicked: choose its product (the viewer shows it)."""
+        value = os.fspath(path)
+        if value == self.choice.value:
+            self.show(value)
+        else:
+            self.choice.value = value  # observed: shows it
+
     def _show_solutions(self) -> None:
         if self._solution_path is not None and self.antenna.value is not None:
             self.image.value = solution_figure_png(self._solution_path, int(self.antenna.value))
+            n = len(self.antenna.options)
+            self.summary.value = message_html(f"{self._solution_path.name} · antenna {self.antenna.value} of {n} (0..{n - 1})", ok=True)
 
     def _show_table(self) -> None:
         if self.table is None or not self.sort_by.value:
