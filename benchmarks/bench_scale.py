@@ -484,10 +484,11 @@ def _report(results: list[dict[str, Any]], stages: list[str], workers: list[int]
         if STAGES[s].kind == "ms" and STAGES[s].report and s not in ("read", "sim", "simcal")
     ]
     img_stages = [s for s in stages if STAGES[s].kind == "image" and STAGES[s].report]
-    beam: dict[str, float] = {}
     print(
         f"\nextrapolation to one full beam ({FULL_BEAM_TIMES} integrations) from the largest size and the fitted CPU exponent"
     )
+    beam: dict[str, float] = {}
+    beam_cpu: dict[str, float] = {}
     for stage in ms_stages:
         rs = [r for r in results if r["stage"] == stage]
         if not rs:
@@ -495,34 +496,46 @@ def _report(results: list[dict[str, Any]], stages: list[str], workers: list[int]
         k = summary.get(stage, {}).get("k_cpu", 1.0)
         k = 1.0 if not math.isfinite(k) else max(k, 1.0)
         f = (FULL_BEAM_TIMES / rs[-1]["n_times"]) ** k
-        beam[stage] = rs[-1]["seconds"] * f
+        beam[stage], beam_cpu[stage] = rs[-1]["seconds"] * f, rs[-1]["cpu_s"] * f
         print(
-            f"  {stage:<11} wall {beam[stage]:8.0f} s  CPU {rs[-1]['cpu_s'] * f:8.0f} s  peak RSS {rs[-1]['peak_rss_mb']:6.0f} MB (as at the largest size, if flat)"
+            f"  {stage:<11} wall {beam[stage]:8.0f} s  CPU {beam_cpu[stage]:8.0f} s  peak RSS {rs[-1]['peak_rss_mb']:6.0f} MB (as at the largest size, if flat)"
         )
-    per_beam = sum(beam.values())
+    # the continuum chain of one beam with the packaged strategy: bandpass, apply, flag, then
+    # image x (rounds + 1) and self-cal x rounds (subtract is the line flow's, not counted)
+    rounds = int(_strategy().n_rounds)
+    times = {"bandpass": 1, "apply": 1, "flag": 1, "image": rounds + 1, "selfcal": rounds}
+    per_beam = sum(beam[s] * k for s, k in times.items() if s in beam)
+    per_beam_cpu = sum(beam_cpu[s] * k for s, k in times.items() if s in beam_cpu)
     img = {
         s: [r for r in results if r["stage"] == s][-1]
         for s in img_stages
         if any(r["stage"] == s for r in results)
     }
     img_s = sum(r["seconds"] for r in img.values())
-    nb = [r["n_beams"] for r in img.values()]
+    img_cpu = sum(r["cpu_s"] for r in img.values())
+    nb = max((r["n_beams"] for r in img.values()), default=0)
     print(
-        f"  per-beam chain (calibrator + science, one self-cal round): {per_beam:.0f} s = {per_beam / 3600:.2f} h"
+        f"  per-beam continuum chain (bandpass, apply, flag, {rounds + 1} x image, {rounds} x self-cal): "
+        f"wall {per_beam:.0f} s = {per_beam / 3600:.2f} h (at this run's load), CPU {per_beam_cpu:.0f} s = {per_beam_cpu / 3600:.2f} h"
     )
     print(
-        f"36 beams on N workers: per-beam chain x ceil(36 / N) + image-plane stages measured at {max(nb, default=0)} beams ({img_s:.0f} s)"
+        f"36 beams on N workers of one core each: per-beam chain x ceil(36 / N) + image-plane stages measured at {nb} beams "
+        f"(wall {img_s:.0f} s, CPU {img_cpu:.0f} s); 'CPU' = the time on idle cores"
     )
     extra = {}
     for n in workers:
         tot = per_beam * math.ceil(36 / n) + img_s
-        extra[n] = tot
-        print(f"  N = {n:>2}: {tot:9.0f} s = {tot / 3600:6.2f} h")
+        tot_cpu = per_beam_cpu * math.ceil(36 / n) + img_cpu
+        extra[n] = {"wall_s": tot, "cpu_s": tot_cpu}
+        print(f"  N = {n:>2}: wall {tot / 3600:7.2f} h   CPU {tot_cpu / 3600:7.2f} h")
     return {
         "growth": summary,
-        "full_beam_s": beam,
-        "per_beam_s": per_beam,
-        "image_plane_s": img_s,
+        "full_beam_wall_s": beam,
+        "full_beam_cpu_s": beam_cpu,
+        "per_beam_wall_s": per_beam,
+        "per_beam_cpu_s": per_beam_cpu,
+        "image_plane_wall_s": img_s,
+        "image_plane_cpu_s": img_cpu,
         "observation_s": extra,
     }
 
