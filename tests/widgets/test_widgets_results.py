@@ -104,13 +104,17 @@ def test_folder_made_later_by_the_run(run_dir: Path, tmp_path: Path) -> None:
 def test_viewer_stretch_readout_zoom_and_overlay(run_dir: Path) -> None:
     from astropy.table import Table
 
-    from flint_widgets.viewer import ImageViewer, stretch
+    from flint_widgets.viewer import ImageViewer, stretch, stretch_limits
 
     image = run_dir / "SB1.F.beam00.round1.image.fits"
     v = ImageViewer(image)
     assert v.data is not None
     shown = stretch(v.data)  # the default: the source stands out of the noise
     assert shown[32, 40] == pytest.approx(1.0) and float(np.median(shown)) < 0.5 and float(np.median(shown)) > 0.05
+    # the colour bar names the values drawn black and white: -3 sigma .. +30 sigma of the 1 mJy noise
+    lo, hi, curve = stretch_limits(v.data)
+    assert lo == pytest.approx(-3e-3, abs=5e-4) and hi == pytest.approx(3e-2, abs=3e-3) and curve == "asinh"
+    assert f"{lo:.3g} JY/BEAM" in v.colour_bar.value and f"{hi:.3g} JY/BEAM" in v.colour_bar.value
     text = v.readout(40, 32)
     assert text == "x 40, y 32: 0.5 JY/BEAM · RA 09h59m57.54s, Dec -30d00m00.0s"  # 8 px * 4" east at dec -30
     assert text in v.readout_text.value

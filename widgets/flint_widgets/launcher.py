@@ -564,6 +564,8 @@ class FlowLauncher:
         if getattr(handle, "cancel_requested", False) and (cancelling or not handle.done()):
             state = "Cancelling"  # until nothing of the run is running
         self.state = state
+        if state in ("Completed", "Failed", "Crashed", "Cancelled"):
+            self.cancel_button.disabled = True  # nothing left to cancel (before _finish's last word)
         if state in ("Failed", "Crashed"):
             self.status.value = failed_html(f"{handle.flow_name} {state}")
         else:

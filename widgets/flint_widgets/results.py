@@ -289,6 +289,7 @@ class ResultsBrowser:
         self.choice = w.Select(options=[], rows=10, layout=w.Layout(width="95%"))
         self.choice.add_class("flint-products")
         self.summary = w.HTML()
+        self.summary.add_class("flint-results-summary")
         self.viewer = ImageViewer()
         self.thumbnails = ThumbnailGrid(on_open=lambda path: self._open_from_grid(path))
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))

@@ -28,7 +28,7 @@ import numpy as np
 from flint.errors import FlintInputError
 from flint_widgets._common import ErrorArea, guarded, message_html
 
-__all__ = ["STRETCHES", "stretch", "pixel_info", "overlay_sources", "Overlay", "ImageViewer"]
+__all__ = ["STRETCHES", "stretch", "stretch_limits", "pixel_info", "overlay_sources", "Overlay", "ImageViewer"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,10 @@ STRETCHES = {
 _MAX_SIDE = 1024  # pixels sent to the browser per side (readout uses the full image)
 
 
-def stretch(data: Any, mode: str = "robust asinh") -> np.ndarray:
-    """Map an image to 0..1 for display (NaN -> 0). Sources stay visible on a noisy background."""
+def stretch_limits(data: Any, mode: str = "robust asinh") -> tuple[float, float, str]:
+    """The data values shown as black and as white by ``mode``, and the curve between them (``asinh``/``linear``)."""
     from astropy.stats import mad_std
-    from astropy.visualization import AsinhStretch, LinearStretch, ZScaleInterval
+    from astropy.visualization import ZScaleInterval
 
     a = np.asarray(data, dtype=float)
     finite = a[np.isfinite(a)]
@@ -53,20 +53,25 @@ def stretch(data: Any, mode: str = "robust asinh") -> np.ndarray:
         raise FlintInputError("the image has no finite pixels")
     if mode == "robust asinh":
         med, sigma = float(np.median(finite)), float(mad_std(finite))
-        lo = med - 3 * sigma
-        hi = max(float(np.percentile(finite, 99.9)), med + 30 * sigma)
-        fn: Any = AsinhStretch(0.1)
-    elif mode == "zscale":
+        return med - 3 * sigma, max(float(np.percentile(finite, 99.9)), med + 30 * sigma), "asinh"
+    if mode == "zscale":
         lo, hi = ZScaleInterval().get_limits(finite)
-        fn = LinearStretch()
-    elif mode == "percentile 99.5":
+        return float(lo), float(hi), "linear"
+    if mode == "percentile 99.5":
         lo, hi = (float(v) for v in np.percentile(finite, [0.25, 99.75]))
-        fn = LinearStretch()
-    elif mode == "min-max":
-        lo, hi = float(finite.min()), float(finite.max())
-        fn = LinearStretch()
-    else:
-        raise FlintInputError(f"unknown stretch {mode!r}; choose one of {', '.join(STRETCHES)}")
+        return lo, hi, "linear"
+    if mode == "min-max":
+        return float(finite.min()), float(finite.max()), "linear"
+    raise FlintInputError(f"unknown stretch {mode!r}; choose one of {', '.join(STRETCHES)}")
+
+
+def stretch(data: Any, mode: str = "robust asinh") -> np.ndarray:
+    """Map an image to 0..1 for display (NaN -> 0). Sources stay visible on a noisy background."""
+    from astropy.visualization import AsinhStretch, LinearStretch
+
+    a = np.asarray(data, dtype=float)
+    lo, hi, curve = stretch_limits(a, mode)
+    fn: Any = AsinhStretch(0.1) if curve == "asinh" else LinearStretch()
     scaled = np.clip((a - lo) / ((hi - lo) or 1.0), 0.0, 1.0)
     out = fn(np.nan_to_num(scaled, nan=0.0), clip=True)
     return np.asarray(out, dtype=float)
@@ -149,6 +154,22 @@ def overlay_sources(wcs: Any, catalogue: str | os.PathLike[str], matches: str | 
     return Overlay(pix(ra[is_matched], dec[is_matched]), pix(ra[~is_matched], dec[~is_matched]), pix(missed_ra, missed_dec))
 
 
+def colour_bar_html(lo: float, hi: float, curve: str, unit: str = "") -> str:
+    """A horizontal inferno colour bar labelled with the values shown as black and white."""
+    import html
+
+    import matplotlib
+
+    stops = ", ".join(matplotlib.colors.to_hex(matplotlib.colormaps["inferno"](f)) for f in np.linspace(0, 1, 9))
+    u = html.escape(unit)
+    return (
+        "<div style='display:flex;align-items:center;gap:6px;font-size:12px'>"
+        f"<span>{lo:.3g} {u}</span><span style='display:inline-block;width:260px;height:12px;"
+        f"background:linear-gradient(to right, {stops});border:1px solid #888'></span>"
+        f"<span>{hi:.3g} {u}</span><span style='color:#666'>({html.escape(curve)})</span></div>"
+    )
+
+
 def _png(rgb: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -182,11 +203,11 @@ class ImageViewer:
         self.mark.on_element_click(guarded(self.errors, "readout")(lambda _m, ev: self._clicked(ev)))
         self.marks_overlay = {
             "matched": bq.Scatter(x=[], y=[], scales={"x": self.sx, "y": self.sy}, marker="circle", fill=False,
-                                  colors=["#00e676"], stroke_width=1.5, default_size=90),
+                                  colors=["#00e676"], stroke_width=2, default_size=260),
             "spurious": bq.Scatter(x=[], y=[], scales={"x": self.sx, "y": self.sy}, marker="cross",
-                                   colors=["#ff1744"], default_size=60),
+                                   colors=["#ff1744"], default_size=140),
             "missed": bq.Scatter(x=[], y=[], scales={"x": self.sx, "y": self.sy}, marker="triangle-up", fill=False,
-                                 colors=["#40c4ff"], stroke_width=1.5, default_size=90),
+                                 colors=["#40c4ff"], stroke_width=2, default_size=260),
         }
         self.panzoom = bq.interacts.PanZoom(scales={"x": [self.sx], "y": [self.sy]})
         self.figure = bq.Figure(
@@ -209,7 +230,10 @@ class ImageViewer:
         self.readout_text.add_class("flint-pixel-readout")
         self.legend = w.HTML()
         self.legend.add_class("flint-overlay-legend")
-        self.widget = w.VBox([w.HBox([self.stretch, self.mode, self.reset]), self.figure, self.readout_text, self.legend, self.errors.output])
+        self.colour_bar = w.HTML()
+        self.colour_bar.add_class("flint-colour-bar")
+        self.widget = w.VBox([w.HBox([self.stretch, self.mode, self.reset]), self.colour_bar, self.figure, self.readout_text, self.legend,
+                              self.errors.output])
         self.widget.add_class("flint-viewer")
         if path is not None:
             self.load(path)
@@ -244,6 +268,7 @@ class ImageViewer:
             return
         step = max(1, int(np.ceil(max(self.data.shape) / _MAX_SIDE)))
         shown = stretch(self.data[::step, ::step], self.stretch.value)
+        self.colour_bar.value = colour_bar_html(*stretch_limits(self.data[::step, ::step], self.stretch.value), self.unit)
         rgba = matplotlib.colormaps["inferno"](shown[::-1])  # PNG rows go top-down
         self.image_png.value = _png((rgba[..., :3] * 255).astype(np.uint8))
         ny, nx = self.data.shape
