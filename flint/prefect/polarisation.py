@@ -90,8 +90,13 @@ def check_polarisation_inputs(parameters: dict[str, Any]) -> None:
 def pol_wsclean_options(strat: Any, n_channels: int, size: int | None = None, scale_arcsec: float | None = None, niter: int = 1000) -> Any:
     """WSClean options of the IQUV cubes: the strategy's last round, ``-pol IQUV -join-polarizations``,
     one image per MS channel (each cleaned on its own, with its own restoring beam), WSClean's
-    auto-mask (5 sigma) to 3 sigma in at most ``niter`` iterations per channel, no local-RMS map,
-    image cubes only, the MS only read.
+    auto-mask (5 sigma) then deep inside that mask to 1 sigma in at most ``niter`` iterations per
+    channel, no local-RMS map, image cubes only, the MS only read.
+
+    Why 1 sigma: a channel's noise is large (one 8 MHz channel of a 200 s snapshot: ~40 mJy),
+    and stopping at 3 sigma left up to ~120 mJy of a 1-2 Jy source in the residual, whose
+    dirty-beam shape is not the restoring beam: the bright sources' I/Q/U/V read 1-4 % low
+    (measured per channel against the truth: 0.960-0.993 at 3 sigma, 0.975-1.002 at 1 sigma).
 
     Channels are not joined: WSClean 3.1's joined deconvolution of 36 channels x 4 Stokes images
     updates every image at each iteration and took over 5 minutes per beam on a 512-pixel image
@@ -100,7 +105,7 @@ def pol_wsclean_options(strat: Any, n_channels: int, size: int | None = None, sc
     return last_round_wsclean(strat, size, scale_arcsec).with_options(
         pol="IQUV", join_polarizations=True, channels_out=n_channels, cube=True, cube_products=("image",),
         join_channels=False, fit_spectral_pol=None, squared_channel_joining=False, fits_mask=None, local_rms=False,
-        auto_mask=5.0, auto_threshold=3.0, niter=niter, update_model=False, data_column="CORRECTED_DATA",
+        auto_mask=5.0, auto_threshold=1.0, niter=niter, update_model=False, data_column="CORRECTED_DATA",
     )
 
 

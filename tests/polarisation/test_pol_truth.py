@@ -83,11 +83,17 @@ def test_quv_rm_and_leakage_against_truth(demo: tuple[Path, str]) -> None:
     assert _printed(text, "leakage_after") == pytest.approx(score.leakage_after, abs=1e-5)
 
 
-@pytest.mark.xfail(reason="the IQUV channel cubes' total-intensity flux scale reads 3-5 % low on the bright sources "
-                   "(measured: I 0.96-0.97, Q/U/V alike; their fractions are within 1 %); not traced yet", strict=False)
+@pytest.mark.xfail(reason="the bright sources' I/Q/U/V in the mosaic cubes read 2-4 % low (I 0.970/0.980, Q 0.968/0.982, "
+                   "U 0.974/0.962, V 0.984; their fractions within 1.8 %); the calibrated visibilities are at 0.997 of "
+                   "the truth, so it is in the cube imaging or mosaicking, not traced further", strict=False)
 def test_absolute_quv_fluxes_within_3_percent(demo: tuple[Path, str]) -> None:
+    """I/Q/U/V of the bright polarised sources (a beam-shaped fit at the true position in every
+    channel of the mosaic cubes) within 3 % of the truth. The cubes clean to 1 sigma inside
+    WSClean's auto-mask: at 3 sigma up to ~120 mJy of a 1-2 Jy source stayed in the residual
+    and one beam's cube read 1-4 % low per channel (0.975-1.002 at 1 sigma)."""
     out, text = demo
     score = _score(out, text)
+    print("flux ratios", score.flux_ratios)
     for name, ratios in score.flux_ratios.items():
         for p, r in ratios.items():
             assert abs(r - 1) < 0.03, (name, p, r)
