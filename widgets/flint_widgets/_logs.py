@@ -19,7 +19,6 @@ import collections
 import html
 import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -40,11 +39,17 @@ def log_file() -> Path:
     return folder / f"notebook-{time.strftime('%Y%m%d')}.log"
 
 
-def _is_console(h: logging.Handler) -> bool:  # stderr/stdout stream handlers (Prefect's and rich's too)
-    stream = getattr(h, "stream", None)
-    return type(h).__name__ in ("PrefectConsoleHandler", "StreamHandler", "RichHandler") and stream in (
-        sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__, None,
-    ) and not isinstance(h, logging.FileHandler)
+def _is_console(h: logging.Handler) -> bool:
+    """A stderr/stdout stream handler (Prefect's and rich's too), also one made before sys.stderr was replaced.
+
+    A library imported before ipykernel (or pytest) swapped ``sys.stderr`` keeps the stream it
+    found then (a wrapper of file descriptor 2, or a capture file): any stream handler counts,
+    except one writing to a file opened by its path.
+    """
+    if isinstance(h, logging.FileHandler) or type(h).__name__ not in ("PrefectConsoleHandler", "StreamHandler", "RichHandler"):
+        return False
+    name = getattr(getattr(h, "stream", None), "name", None)
+    return not (isinstance(name, str) and os.path.isabs(name))
 
 
 def run_line(stamp: str, level: int, name: str, message: str, task_run: str | None = None, flow_run: str | None = None) -> str:
