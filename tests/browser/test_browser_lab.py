@@ -5,9 +5,12 @@ with a token, in a temp root holding a copy of ``notebooks/02_clusters.ipynb`` w
 parameters say "do not start anything from code": the test does it with the widgets
 (bad input disables Start; typing a SLURM log dir creates no folder and switching platform
 translates keywords; LocalCluster started and scaled to 2; dashboard through
-jupyter-server-proxy; the real bandpass flow on 2 simulated beams followed to Completed;
-its Prefect UI page through the proxy shows the run's task runs; the results viewer zooms,
-reads a pixel and overlays a catalogue; a failing run says "failed: ..."; after the
+jupyter-server-proxy; the panel's "show in the Dask sidebar" connects dask-labextension's
+sidebar (and the sidebar's own search button finds the proxy link); the real bandpass flow on
+2 simulated beams followed to Completed, its log lines (task runs included) in the launcher's
+log pane and none in a cell; its Prefect UI page through the proxy shows the run's task runs;
+the results viewer zooms, reads a pixel and overlays a catalogue; the beams x rounds
+thumbnail grid opens the clicked image; a failing run says "failed: ..."; after the
 notebook's clean-up cell a new Submit works, and Cancel stays Cancelled with nothing left).
 Screenshots, ``widgets_overview.png`` (the README picture, docs/images/widgets.png) and
 ``timing.json`` go to ``artifacts_dir/browser``. Whatever the lab leaves running (found by
@@ -76,11 +79,18 @@ def _notebook_copy(dest: Path, work: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_lab(tmp_path: Path) -> Iterator[Lab]:
-    """JupyterLab on a free loopback port with a token, in ``tmp_path/root``; stopped on exit."""
+def running_lab(tmp_path: Path, notebooks: tuple[Path, ...] | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Lab]:
+    """JupyterLab on a free loopback port with a token, in ``tmp_path/root``; stopped on exit.
+
+    The root holds the 02 tutorial with "nothing starts from code" parameters, or copies of
+    ``notebooks`` as they are.
+    """
     root = tmp_path / "root"
     root.mkdir()
-    _notebook_copy(root / NOTEBOOK.name, tmp_path / "work")
+    if notebooks is None:
+        _notebook_copy(root / NOTEBOOK.name, tmp_path / "work")
+    for nb in notebooks or ():
+        shutil.copy(nb, root / nb.name)
     settings = tmp_path / "settings"
     shutil.copytree(CONFIG / "lab" / "user-settings", settings)
     port, token = _free_port(), secrets.token_hex(16)
@@ -92,8 +102,10 @@ def running_lab(tmp_path: Path) -> Iterator[Lab]:
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "JUPYTER_CONFIG_PATH": str(CONFIG),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "FLINT_LOG_DIR": str(tmp_path / "flint_logs"),  # the widgets' log file, not the user's ~/.flint
         # inherited by the kernel and everything it starts: how leftovers are found afterwards
         "FLINT_BROWSER_TEST": marker,
+        **(extra_env or {}),
     }
     env.pop("PREFECT_API_URL", None)
     log = tmp_path / "jupyterlab.log"
@@ -276,7 +288,62 @@ def _sky_image(folder: Path) -> Path:
     Table({"matched": [True, False], "expected": [True, True], "cat_index": [0, -1], "ref_ra_deg": mra,
            "ref_dec_deg": mdec}).write(folder / "SB1.F.round1.linmos.matches.csv", format="ascii.csv")
     fits.PrimaryHDU(data, header).writeto(path)
+    # beam images of two self-cal rounds, named as the continuum flow names them (the thumbnail grid)
+    for beam in (0, 1):
+        for rnd in (0, 1):
+            beam_data = rng.normal(0, 2e-3 / (1 + rnd), (128, 128))
+            beam_data += 0.1 * np.exp(-((xx - 40 - 40 * beam) ** 2 + (yy - 64) ** 2) / 4.0)
+            fits.PrimaryHDU(beam_data, header).writeto(folder / f"SB1.F.beam{beam:02d}.round{rnd}.image.fits")
     return path
+
+
+def _tall_screenshot(page: Any, element: Any, path: Path) -> None:
+    """A screenshot of a widget taller than the window (a taller window for a moment: no status bar across it)."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": 2600})
+    page.wait_for_timeout(500)
+    element.screenshot(path=path)
+    page.set_viewport_size(size)
+    page.wait_for_timeout(300)
+
+
+def _cell_log_lines(page: Any) -> list[str]:
+    """Log lines (``INFO``/``WARNING`` records of Dask, Prefect or flint) printed into the notebook's cells."""
+    import re
+
+    streams = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], "
+                           ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']")
+    level, source = r"\b(INFO|WARNING|DEBUG)\b", r"\b(distributed|prefect|flint|Task run|Flow run)"
+    pattern = re.compile(f"{level}.*{source}|{source}.*{level}")
+    return [line for i in range(streams.count()) for line in streams.nth(i).inner_text().splitlines() if pattern.search(line)]
+
+
+def _check_dask_sidebar(page: Any, panel: Any, href: str, shots: Path) -> None:
+    """The panel's "show in the Dask sidebar" fills dask-labextension's dashboard box; its search button finds it too."""
+    want = href.removesuffix("status")
+    panel.locator("button.flint-dask-sidebar").click()
+    dialog = page.locator(".jp-Dialog")
+    with contextlib.suppress(Exception):  # an untrusted notebook asks before running a command link
+        dialog.locator("button.jp-mod-accept").click(timeout=2000)
+    tab = page.locator(".jp-SideBar .lm-TabBar-tab[data-id='dask-dashboard-launcher']")
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    url_box = page.locator(".dask-URLInput input")
+    page.wait_for_function(
+        "want => { const i = document.querySelector('.dask-URLInput input'); return i && i.value.includes(want); }",
+        arg=want, timeout=30_000)
+    # connected: the plot buttons are enabled once the sidebar reached the dashboard through the proxy
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.dask-DashboardListing-item button')].some(b => !b.disabled)", timeout=30_000)
+    page.screenshot(path=shots / "03b_dask_sidebar.png")
+    # dask-labextension's own search button asks the notebook's kernel (its default client's
+    # dashboard_link): while the panel's cluster runs that is the proxy link too
+    url_box.fill("")
+    page.locator(".dask-DaskDashboardLauncher .jp-ToolbarButtonComponent, .dask-URLInput .jp-ToolbarButtonComponent").first.click()
+    page.wait_for_function(
+        "want => document.querySelector('.dask-URLInput input').value.includes(want)", arg=want, timeout=30_000)
+    tab.click()  # close the sidebar again: the rest of the test needs the room
+    page.wait_for_timeout(300)
 
 
 def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
@@ -366,6 +433,8 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             dash.wait_for_timeout(1500)  # let bokeh draw
             dash.screenshot(path=shots / "03_dashboard_through_proxy.png")
             dash.close()
+            _check_dask_sidebar(page, panel, href, shots)
+            marks["dask_sidebar_connected"] = time.monotonic() - t0
 
             # submit the real bandpass flow (2 simulated beams) and follow it in the launcher's table
             launcher = page.locator(".flint-launcher")
@@ -386,6 +455,20 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             assert {"copy", "bandpass"} <= set(stages), stages
             assert table.locator("td[data-state='Completed']").count() == 2 * len(stages)
             assert "open in the Prefect UI" in launcher.inner_text()
+            # the run's log lines are in the launcher's collapsed log pane (task runs: read from the
+            # Prefect API, they ran in worker processes), and none of them in a cell
+            pane = launcher.locator(".flint-log-pane")
+            page.wait_for_function(
+                "() => { const t = document.querySelector('.flint-launcher .flint-log-pane').textContent;"
+                " return t.includes(\"Task run 'bandpass-beam01' - Finished in state Completed()\")"
+                " && t.includes(\"Task run 'bandpass-beam00' - Finished in state Completed()\"); }", timeout=30_000)
+            pane.locator(".jupyter-widget-Collapse-header").first.click()
+            page.wait_for_timeout(500)
+            log_text = pane.inner_text()
+            assert "Beginning flow run" in log_text and "Task run 'bandpass-beam00' - Finished in state Completed()" in log_text, log_text
+            assert "lines, newest first" in log_text, log_text
+            spam = _cell_log_lines(page)
+            assert not spam, f"log lines in the notebook's cells: {spam[:5]}"
             launcher.screenshot(path=shots / "04_launcher_completed.png")
 
             # the Prefect UI link goes through jupyter-server-proxy and shows the run with its task runs
@@ -408,11 +491,14 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             assert "beam00" in listed and "beam01" in listed, listed
             image = _sky_image(lab.root.parent / "work" / "out" / "sky")
             _wait_text(page, ".flint-products select", "sky/", 30)
+            # the beams x rounds grid appears above the viewer with the files (wait: it moves the viewer down)
+            _wait_text(page, ".flint-thumbnail-caption", "2 beams, 2 rounds, 5 images", 30)
             results.locator(".flint-products select").select_option(label=f"[image] sky/{image.name}")
             _wait_text(page, ".flint-overlay-legend", "matched 1", 30)
             assert "spurious 1" in _text(page, ".flint-overlay-legend")
             figure = results.locator(".flint-viewer-figure")
-            figure.scroll_into_view_if_needed()
+            figure.evaluate("e => e.scrollIntoView({block: 'center'})")  # all of it on screen: the mouse acts there
+            page.wait_for_timeout(300)
             ticks_before = figure.locator(".axis text").all_inner_texts()
             box = figure.bounding_box()
             assert box is not None
@@ -421,16 +507,35 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             page.wait_for_timeout(800)
             assert figure.locator(".axis text").all_inner_texts() != ticks_before, "the wheel did not zoom"
             results.locator(".flint-viewer-mode button", has_text="read pixel").click()
-            figure.locator("image").first.click(position={"x": 5, "y": 5}, force=True)
+            # the middle of the plot area: inside the (zoomed) image, away from bqplot's toolbar
+            figure.evaluate("e => e.scrollIntoView({block: 'center'})")
+            page.wait_for_timeout(300)
+            box = figure.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             _wait_text(page, ".flint-pixel-readout", "RA ", 20)
             assert "Dec " in _text(page, ".flint-pixel-readout") and "JY/BEAM" in _text(page, ".flint-pixel-readout")
-            results.screenshot(path=shots / "06_results_viewer.png")
+            _tall_screenshot(page, results, shots / "06_results_viewer.png")
+            # the beams x rounds grid: a click on beam 01 / round 1 opens it
+            grid = results.locator(".flint-thumbnail-figure")
+            grid.scroll_into_view_if_needed()
+            gbox = grid.bounding_box()
+            assert gbox is not None
+            size, step = 96, 100  # flint_widgets.thumbnails: 96 px tiles, 4 px apart, after 70 px of labels and 20 on top
+            page.mouse.click(gbox["x"] + 70 + step + size / 2, gbox["y"] + 20 + 2 * step + size / 2)  # rows: mosaic, 00, 01
+            _wait_text(page, ".flint-results-summary", "SB1.F.beam01.round1.image.fits", 60)
+            assert results.locator(".flint-products select").input_value().endswith("SB1.F.beam01.round1.image.fits")
+            results.locator(".flint-thumbnails").screenshot(path=shots / "06b_results_thumbnails.png")
             solutions = [o for o in results.locator(".flint-products select option").all_inner_texts() if "[solutions]" in o]
             assert solutions, "solution files are listed"
             results.locator(".flint-products select").select_option(label=solutions[0])
             results.locator(".flint-antenna select").select_option("3")
-            page.wait_for_timeout(800)
-            results.screenshot(path=shots / "07_results_solutions.png")
+            _wait_text(page, ".flint-results", "antenna 3 of ", 60)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.flint-results img.flint-solution-figure')]"
+                ".some(i => i.complete && i.naturalWidth > 300)", timeout=60_000)
+            page.mouse.move(0, 0)  # no hover toolbars in the pictures
+            _tall_screenshot(page, results, shots / "07_results_solutions.png")
             page.screenshot(path=shots / "08_lab.png")
             compose_overview([shots / "01_builder.png", shots / "06_results_viewer.png"],
                              [shots / "02_cluster_panel_2_workers.png", shots / "04_launcher_completed.png"],
