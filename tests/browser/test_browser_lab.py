@@ -525,6 +525,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             page.mouse.click(gbox["x"] + 70 + step + size / 2, gbox["y"] + 20 + 2 * step + size / 2)  # rows: mosaic, 00, 01
             _wait_text(page, ".flint-results-summary", "SB1.F.beam01.round1.image.fits", 60)
             assert results.locator(".flint-products select").input_value().endswith("SB1.F.beam01.round1.image.fits")
+            page.mouse.move(0, 0)
             results.locator(".flint-thumbnails").screenshot(path=shots / "06b_results_thumbnails.png")
             solutions = [o for o in results.locator(".flint-products select option").all_inner_texts() if "[solutions]" in o]
             assert solutions, "solution files are listed"
@@ -587,6 +588,8 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             _wait_text(page, ".flint-flow-status", "closed", 60)
             left = {p: c for p, c in processes_with_marker(lab.marker).items() if "prefect.server" in c or "sleep" in c}
             assert not left, f"processes left after cancel + close: {left}"
+            spam = _cell_log_lines(page)  # the warm session's own LocalCluster, the cancel: still nothing in the cells
+            assert not spam, f"log lines in the notebook's cells after cancel + close: {spam[:5]}"
         except BaseException:
             _save_failure(page, shots, lab)
             raise

@@ -227,6 +227,7 @@ class ThumbnailGrid:
             fig_margin={"top": 0, "bottom": 0, "left": 0, "right": 0},
             padding_x=0,
             padding_y=0,
+            display_toolbar=False,  # nothing to pan or zoom; it covered the round labels
             layout=w.Layout(width="300px", height="150px"),
         )
         self.figure.add_class("flint-thumbnail-figure")
