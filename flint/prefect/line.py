@@ -79,10 +79,19 @@ def check_line_inputs(parameters: dict[str, Any]) -> None:
 
 
 def cube_wsclean_options(strat: Any, size: int | None = None, scale_arcsec: float | None = None) -> Any:
-    """WSClean options of the channel cubes: the strategy's last round, cleaned against its own
-    auto-mask (5 sigma) to 3 sigma in every channel, on ``CONTSUB_DATA``, image cubes only."""
+    """WSClean options of the channel cubes: the strategy's last round, naturally weighted, cleaned
+    against its own auto-mask (5 sigma) to 3 sigma in every channel, on ``CONTSUB_DATA``, image cubes only.
+
+    Natural weighting, as HI cubes are made for line sensitivity: much of a line's flux (its wings,
+    every channel of a faint line) stays below the clean threshold, and that uncleaned part is in
+    units of the dirty beam. The continuum strategy's Briggs-0 dirty beam has a main lobe narrower
+    than its fitted restoring beam (a restoring-beam fit to it returns 0.875 of its peak), so a
+    point source's line read with the restoring beam came out low: LINE001 of the line demo
+    0.869 of its truth with Briggs 0, 0.892 with robust 0.5, 0.921 natural (seed 42); with 10x
+    less noise 0.962 / 0.968 / 0.979 in the beam cube, against 0.988 in the visibilities.
+    """
     return last_round_wsclean(strat, size, scale_arcsec).with_options(
-        auto_mask=5.0, auto_threshold=3.0, fits_mask=None, data_column="CONTSUB_DATA", cube_products=("image",),
+        weight="natural", auto_mask=5.0, auto_threshold=3.0, fits_mask=None, data_column="CONTSUB_DATA", cube_products=("image",),
         channels_out=1, join_channels=False, fit_spectral_pol=None,
     )
 
