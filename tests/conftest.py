@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,15 @@ def artifacts_dir() -> Path:
     d = Path(os.environ.get("FLINT_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes the tests start as it does from a terminal.
+
+    A shell that starts the suite in the background (``cmd &``, nohup) sets SIGINT to
+    "ignore", every child inherits that, and Python then installs no KeyboardInterrupt
+    handler: the tests that interrupt a flint process with SIGINT would hang instead of
+    testing the interrupt. A handler set here is reset to the default in each child.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
