@@ -7,7 +7,9 @@ Each measurement runs in a fresh Python process and reports its peak resident se
 * ``load``: the reference of a non-streaming stage -- read one beam's whole cube with
   ``astropy.io.fits.getdata`` (grows with the cube);
 * ``assemble``: :func:`flint.cubes.assemble_cube` of N single-plane images;
-* ``linmos``: :func:`flint.linmos.run_linmos` of two overlapping beam cubes of N channels.
+* ``linmos``: :func:`flint.linmos.run_linmos` of two overlapping beam cubes of N channels;
+* ``linefree``: :func:`flint.linefree.find_line_free` on one beam cube (the line flow's
+  automatic line-free channels), its strips limited to 32 MB (``strip_mb``).
 
 For each it prints peak RSS at N and 4N channels and their ratio (flat = 1.0), plus the
 growth above the baseline, next to the growth of ``load`` (what holding the cube costs).
@@ -92,6 +94,10 @@ def child(op: str, files: dict[str, list[str]], work: Path) -> None:
         from flint.linmos import LinmosOptions, run_linmos
 
         run_linmos([Path(p) for p in files["cubes"]], LinmosOptions(), output=work / f"linmos.{len(files['planes'])}.fits")
+    elif op == "linefree":
+        from flint.linefree import LineFreeOptions, find_line_free
+
+        find_line_free(files["cubes"][0], LineFreeOptions(strip_mb=32.0))
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"rss_mb": rss_kb / 1024.0, "seconds": time.perf_counter() - t0}))
 
@@ -124,7 +130,7 @@ def main() -> None:
         base = measure("baseline", data[sizes[0]], work)["rss_mb"]
         print(f"baseline (interpreter + libraries + one plane): {base:.0f} MB")
         print(f"{'operation':<10} {'N':>5} {'peak RSS MB':>12} {'4N':>5} {'peak RSS MB':>12} {'ratio 4N/N':>11} {'growth MB':>10} {'time 4N s':>10}")
-        for op in ("load", "assemble", "linmos"):
+        for op in ("load", "assemble", "linmos", "linefree"):
             small, large = (measure(op, data[n], work) for n in sizes)
             ratio = large["rss_mb"] / small["rss_mb"]
             print(

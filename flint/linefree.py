@@ -174,13 +174,16 @@ def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
 
 def _smoothed(d: NDArray[np.float32], width: int) -> NDArray[np.float32]:
     """Centred boxcar of ``width`` channels along axis 0 (the mean of the channels available at the ends)."""
-    if width <= 1:
-        return d
     n = d.shape[0]
-    c = np.concatenate([np.zeros((1, *d.shape[1:])), np.cumsum(d, axis=0, dtype=np.float64)])
-    lo = np.clip(np.arange(n) - width // 2, 0, n)
-    hi = np.clip(np.arange(n) - width // 2 + width, 0, n)
-    return ((c[hi] - c[lo]) / (hi - lo).reshape(-1, *([1] * (d.ndim - 1)))).astype(np.float32)
+    if width <= 1 or n < 2:
+        return d
+    c = np.zeros((n + 1, *d.shape[1:]))
+    np.cumsum(d, axis=0, dtype=np.float64, out=c[1:])
+    out = np.empty(d.shape, dtype=np.float32)
+    for k in range(n):  # channel by channel: no whole-strip temporaries beyond the running sum
+        lo, hi = max(0, k - width // 2), min(n, k - width // 2 + width)
+        out[k] = (c[hi] - c[lo]) / (hi - lo)
+    return out
 
 
 def _baseline(y: NDArray[np.float32], use: NDArray[np.bool_], order: int) -> NDArray[np.float32]:
@@ -243,8 +246,8 @@ def channel_statistics(cube: str | os.PathLike[str], options: LineFreeOptions | 
     """Per-channel peak, minimum and noise of ``cube`` after a per-pixel median baseline (steps 2-3 of the module docstring).
 
     Two passes over strips of rows (every channel of a strip at a time; memory about
-    ``strip_mb``): the first measures each channel's noise (1.4826 x MAD over a grid of
-    ~16k pixels), the second the peak and minimum of the data over that noise, per pixel
+    ``strip_mb`` whatever the number of channels): the first measures each channel's noise
+    (1.4826 x MAD over a regular grid of pixels: up to 16k per channel, 1M in all), the second the peak and minimum of the data over that noise, per pixel
     divided further by the pixel's own robust scatter over channels where that exceeds 1
     (pixels near a bright continuum source, whose residual changes from channel to channel
     with the calibration, count for less).
@@ -255,8 +258,10 @@ def channel_statistics(cube: str | os.PathLike[str], options: LineFreeOptions | 
     if nchan < 4:
         raise FlintImageError(f"{cube}: {nchan} channel(s); line-free channels need a cube of at least 4")
     widths = tuple(sorted(set(opts.smooth)))
-    rows = max(1, int(opts.strip_mb * 2**20 // (4 * nchan * nx * 4)))
-    step = max(1, math.ceil(math.sqrt(ny * nx / 16384.0)))  # pixels sampled for the noise: ~16k per channel
+    rows = max(1, int(opts.strip_mb * 2**20 // (4 * nchan * nx * 8)))  # the strip and ~7 strip-sized temporaries
+    # pixels sampled for the noise: 1M values in all (4 MB), at most 16k and at least 256 per channel
+    per_chan = min(16384.0, max(256.0, 2**20 / nchan))
+    step = max(1, math.ceil(math.sqrt(ny * nx / per_chan)))
     samples: list[list[NDArray[np.float32]]] = [[] for _ in widths]
     with CubeReader(info.path, info) as reader:
         for _, d, _, good in _strips(reader, nchan, ny, rows * step, opts.baseline_order, step=step):
@@ -264,7 +269,7 @@ def channel_statistics(cube: str | os.PathLike[str], options: LineFreeOptions | 
                 samples[k].append(_smoothed(d, w)[:, good])
     noise = np.zeros((len(widths), nchan))
     for k in range(len(widths)):
-        s = np.concatenate(samples[k], axis=1)
+        s = np.concatenate(samples[k], axis=1) if samples[k] else np.zeros((nchan, 0), dtype=np.float32)
         if s.shape[1]:
             noise[k] = _MAD * np.median(np.abs(s - np.median(s, axis=1, keepdims=True)), axis=1)
     del samples

@@ -397,6 +397,8 @@ def run_subtract(ms: MS | str | os.PathLike[str], options: SubtractOptions | Non
         freqs = np.asarray(spw.getcol("CHAN_FREQ"))[0].astype(np.float64)
     fit_mask = None
     spec = (opts.fit_channels or "auto").strip().lower()
+    if opts.uvcontsub_order is not None and spec == "auto" and len(freqs) < 4:
+        raise FlintInputError(f"{handle.path}: --fit-channels auto needs at least 4 channels (the MS has {len(freqs)}); give --fit-channels")
     if opts.uvcontsub_order is not None and spec != "auto":
         given = parse_channel_ranges(spec, len(freqs)) if spec != "all" else None
         fit_mask = given if given is not None else np.ones(len(freqs), dtype=bool)
