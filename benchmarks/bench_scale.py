@@ -18,7 +18,7 @@ Visibility stages (``kind="ms"``) run at 288 channels x ``--sizes`` integrations
 * ``apply``: :func:`flint.calibrate.run_apply` of those solutions, DATA -> CORRECTED_DATA;
 * ``flag``: :func:`flint.flagging.run_flagging` of CORRECTED_DATA (the flow's options);
 * ``image``: :func:`flint.imaging.run_imaging` (WSClean; the packaged strategy's round-0
-  options with ``--wsclean-size`` pixels, 2 threads, ``-abs-mem`` ``--abs-mem-gb``);
+  options with ``--wsclean-size`` pixels (default 1536, the strategy's), 2 threads, ``-abs-mem`` ``--abs-mem-gb``);
   writes MODEL_DATA;
 * ``selfcal``: :func:`flint.calibrate.run_selfcal` with the strategy's round-1 options
   (phase, 10 s intervals: one solution interval per integration) -- solve + apply;
@@ -598,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n_chan = args.n_channels or (48 if args.quick else 288)
     img_size = args.image_size or (1000 if args.quick else 3000)
-    ws_size = args.wsclean_size or (1024 if args.quick else 3000)
+    ws_size = args.wsclean_size or (1024 if args.quick else 1536)
     if args.child:
         child(
             args.child,
