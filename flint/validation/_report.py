@@ -158,9 +158,11 @@ def plot_validation(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(15, 9.5), layout="constrained")
+    # the field across the whole width (mosaics are wide), the three plots under it, then the
+    # numbers in a type size that stays readable when a notebook shows the page 900 px wide
+    fig = Figure(figsize=(15, 15), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplot_mosaic([["field", "flux", "astro"], ["field", "bins", "text"]], width_ratios=[1.4, 1, 1])
+    axes = fig.subplot_mosaic([["field"] * 3, ["flux", "astro", "bins"], ["text"] * 3], height_ratios=[1.5, 1, 0.45])
     fig.suptitle(f"flint validation: {title}")
 
     ax = axes["field"]
@@ -246,6 +248,9 @@ def plot_validation(
 
     ax = axes["text"]
     ax.axis("off")
-    ax.text(0.0, 1.0, "\n".join(summary_lines(result)), va="top", family="monospace", fontsize=8, transform=ax.transAxes)
+    lines = summary_lines(result)
+    half = (len(lines) + 1) // 2
+    for k, part in enumerate((lines[:half], lines[half:])):  # two columns
+        ax.text(0.56 * k, 1.0, "\n".join(part), va="top", family="monospace", fontsize=11, transform=ax.transAxes)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
