@@ -41,7 +41,7 @@ def papermill(name: str, out_dir: Path, params: dict[str, object] | None = None,
     """Execute ``notebooks/<name>.ipynb`` with papermill in ``out_dir``; return it executed."""
     out = out_dir / f"{name}.ipynb"
     argv = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "-k", "python3",
-            "--cwd", str(out_dir), "--no-progress-bar", "--execution-timeout", "300"]
+            "--cwd", str(out_dir), "--no-progress-bar", "--execution-timeout", str(int(timeout))]
     if params:
         argv += ["-y", yaml.safe_dump(params)]
     t0 = time.perf_counter()
