@@ -7,6 +7,7 @@ installs every tool, so nothing real is skipped there.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -83,3 +84,18 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _no_handlers_on_closed_streams() -> None:
+    """Drop root-logger handlers whose stream an earlier test's capture has closed.
+
+    Running a flow in-process configures Prefect's logging, whose root console handler keeps
+    the ``sys.stderr`` of that moment: under pytest, a capture stream that is closed when its
+    test ends. A later warning from any logger then prints "--- Logging error ---" into the
+    next test's stderr (seen: the one-line error tests of flint validate after the line flow's).
+    """
+    for handler in list(logging.getLogger().handlers):
+        stream = getattr(handler, "stream", None) or getattr(getattr(handler, "console", None), "file", None)
+        if getattr(stream, "closed", False):
+            logging.getLogger().removeHandler(handler)
