@@ -423,22 +423,22 @@ class CubeReader:
             self._hdul.close()
             self._hdul = None
 
-    def plane(self, chan: int = 0, pol: int = 0, **other: int) -> NDArray[np.float64]:
-        """The (ny, nx) plane at channel ``chan``, polarisation ``pol`` (and e.g. ``BEAM=k``)."""
+    def _located(self, chan: int, pol: int, **other: int) -> tuple[Any, tuple[int | slice, ...]]:
+        """The open HDU's section and the index of the plane at ``chan``, ``pol`` (and e.g. ``BEAM=k``)."""
         if self._hdul is None:
             raise RuntimeError("CubeReader used outside its 'with' block")
-        at = {"FREQ": chan, "STOKES": pol, **other}
-        at = {k: v for k, v in at.items() if k in self.info.axes.names}
-        idx = self.info.axes.index(str(self.path), **at)
-        return np.asarray(self._hdul[0].section[idx], dtype=np.float64)
+        at = {k: v for k, v in {"FREQ": chan, "STOKES": pol, **other}.items() if k in self.info.axes.names}
+        return self._hdul[0].section, self.info.axes.index(str(self.path), **at)
+
+    def plane(self, chan: int = 0, pol: int = 0, **other: int) -> NDArray[np.float64]:
+        """The (ny, nx) plane at channel ``chan``, polarisation ``pol`` (and e.g. ``BEAM=k``)."""
+        section, idx = self._located(chan, pol, **other)
+        return np.asarray(section[idx], dtype=np.float64)
 
     def rows(self, y0: int, y1: int, chan: int = 0, pol: int = 0) -> NDArray[np.float64]:
         """Rows ``[y0, y1)`` (numpy axis 0 of a plane) at channel ``chan``, polarisation ``pol``: a strip of a plane."""
-        if self._hdul is None:
-            raise RuntimeError("CubeReader used outside its 'with' block")
-        at = {k: v for k, v in {"FREQ": chan, "STOKES": pol}.items() if k in self.info.axes.names}
-        idx = (*self.info.axes.index(str(self.path), **at)[:-2], slice(y0, y1), slice(None))
-        return np.asarray(self._hdul[0].section[idx], dtype=np.float64)
+        section, idx = self._located(chan, pol)
+        return np.asarray(section[(*idx[:-2], slice(y0, y1), slice(None))], dtype=np.float64)
 
     def planes(self) -> Iterator[tuple[int, int, NDArray[np.float64]]]:
         """Every (chan, pol, plane), channel-major."""

@@ -44,6 +44,7 @@ so memory stays bounded for any cube size. This needs lines in under half of the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -159,15 +160,11 @@ def format_channel_ranges(mask: NDArray[np.bool_]) -> str:
     >>> format_channel_ranges(np.array([1, 1, 0, 1, 0, 1, 1, 1], bool))
     '0~1,3,5~7'
     """
-    parts = []
-    m = np.asarray(mask, dtype=bool)
-    edges = np.flatnonzero(np.diff(np.concatenate([[False], m, [False]]).astype(np.int8)))
-    for lo, hi in zip(edges[::2], edges[1::2] - 1, strict=True):
-        parts.append(f"{lo}" if lo == hi else f"{lo}~{hi}")
-    return ",".join(parts)
+    return ",".join(f"{lo}" if lo == hi else f"{lo}~{hi}" for lo, hi in _runs(np.asarray(mask, dtype=bool)))
 
 
 def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """Runs of set channels as inclusive ``(first, last)`` pairs."""
     edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
     return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
@@ -394,10 +391,10 @@ def ms_grid(ms: str | os.PathLike[str]) -> tuple[int, float]:
 
     Returns ``(size, scale_arcsec)``.
     """
+    from flint._imaging_cubes import ms_channel_freqs
     from flint.ms import open_table
 
-    with open_table(ms, subtable="SPECTRAL_WINDOW") as t:
-        freqs = np.asarray(t.getcol("CHAN_FREQ"))[0]
+    freqs = ms_channel_freqs(ms)
     with open_table(ms, subtable="ANTENNA") as t:
         dish = float(np.median(t.getcol("DISH_DIAMETER")))
     bmax = 0.0
@@ -437,6 +434,7 @@ def run_line_free(
     force
         Image a raw ASKAP MS (instrument frame) anyway.
     """
+    from flint._imaging_cubes import ms_channel_freqs
     from flint.imaging import WSCleanOptions, run_cube_imaging
     from flint.ms import MS
 
@@ -449,7 +447,7 @@ def run_line_free(
         size=size, scale_arcsec=scale, weight=opts.weight, robust=opts.robust, niter=0, auto_mask=None, auto_threshold=None,
         data_column=column, cube_products=("image",), update_model=False, binary=wsclean_binary, threads=threads,
     )
-    nchan = len(np.asarray(_freqs(handle.path)))
+    nchan = len(ms_channel_freqs(handle))
     work = Path(tempfile.mkdtemp(prefix=f".{handle.path.name}.", suffix=".linefree", dir=handle.path.parent.absolute()))
     try:
         res = run_cube_imaging(handle.with_(column=column), ws, channel_block=nchan, out_dir=work, force=force)
@@ -461,13 +459,4 @@ def run_line_free(
             os.replace(cube, kept)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return LineFreeResult(
-        line=result.line, free=result.free, noisy=result.noisy, empty=result.empty, detected=result.detected, stats=result.stats, cube=kept
-    )
-
-
-def _freqs(path: Path) -> NDArray[np.float64]:
-    from flint.ms import open_table
-
-    with open_table(path, subtable="SPECTRAL_WINDOW") as t:
-        return np.asarray(t.getcol("CHAN_FREQ"))[0].astype(np.float64)
+    return dataclasses.replace(result, cube=kept)

@@ -54,7 +54,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from flint.errors import FlintImageError, FlintInputError, FlintMSError
-from flint.linefree import LineFreeOptions, LineFreeResult
+from flint.linefree import LineFreeOptions, LineFreeResult, format_channel_ranges
 from flint.ms import MS, open_table
 from flint.options import BaseOptions
 from flint.runner import run_command
@@ -431,15 +431,9 @@ def run_subtract(ms: MS | str | os.PathLike[str], options: SubtractOptions | Non
         rms_in_jy=rms_in,
         rms_out_jy=rms_out,
         command=tuple(argv),
-        fit_channels=None if fit_mask is None else _ranges(fit_mask),
+        fit_channels=None if fit_mask is None else format_channel_ranges(fit_mask),
         line_free=found,
     )
-
-
-def _ranges(mask: NDArray[np.bool_]) -> str:
-    from flint.linefree import format_channel_ranges
-
-    return format_channel_ranges(mask)
 
 
 def _write_column(
@@ -491,7 +485,7 @@ def _write_column(
             if int(fit_mask.sum()) < order + 1:
                 raise FlintInputError(
                     f"{path}: --fit-channels auto found {int(fit_mask.sum())} line-free channel(s) of {len(fit_mask)} "
-                    f"(lines at {_ranges(found.line) or 'none'}), too few for --uvcontsub-order {order}; give --fit-channels"
+                    f"(lines at {format_channel_ranges(found.line) or 'none'}), too few for --uvcontsub-order {order}; give --fit-channels"
                 )
             if fit_mask.mean() < 0.25:
                 logger.warning("%s: only %d of %d channels found line-free", path, int(fit_mask.sum()), len(fit_mask))
