@@ -216,6 +216,8 @@ class ChannelBlockResult:
     """``<p>.<kind>`` (``psf`` for the PSF) -> per-channel images ``<base>[.<p>].chNNNN.<kind>.fits``,
     in channel order (NNNN = MS channel)."""
     command: tuple[str, ...] = ()
+    diverged_retry: str | None = None
+    """Why WSClean's first clean of the block diverged, when it was re-run at safer settings."""
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,7 @@ def run_channel_block(
     check_channel_range(handle, (start, end))
     out = (Path(out_dir) if out_dir is not None else handle.path.parent).absolute()
     base = product_base(handle, round)
-    with wsclean_workdir(handle, opts, column, program, out, base) as (name, argv):
+    with wsclean_workdir(handle, opts, column, program, out, base) as (name, argv, diverged):
         files = [f for f in wsclean_files(name, opts) if f.kind in opts.cube_products]
         if opts.channels_out == 1:  # one channel: WSClean writes no channel index
             files = [WSCleanFile(f.path, f.kind, f.pol, 0) for f in files]
@@ -290,7 +292,8 @@ def run_channel_block(
             os.replace(f.path, dst)
             images.setdefault(_group(f.pol, f.kind), []).append(dst)
     logger.info("imaged %s channels %d-%d -> %d images", handle.path, start, end - 1, sum(map(len, images.values())))
-    return ChannelBlockResult(ms=handle, base=base, channels=(start, end), images={k: tuple(v) for k, v in images.items()}, command=tuple(argv))
+    images_ = {k: tuple(v) for k, v in images.items()}
+    return ChannelBlockResult(ms=handle, base=base, channels=(start, end), images=images_, command=tuple(argv), diverged_retry=diverged)
 
 
 def _group(pol: str | None, kind: str) -> str:

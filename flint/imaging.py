@@ -17,7 +17,8 @@ lives in :mod:`flint._imaging_cubes`.
 
 WSClean writes the clean-component model into the MS's ``MODEL_DATA`` column (needed by
 self-calibration). With ``niter=0`` only the dirty image and the PSF are made, and the MS
-is not written to. A failing WSClean leaves no product under a final name.
+is not written to. A failing WSClean leaves no product under a final name. A clean that
+diverges (``WSCleanOptions.divergence_limit``) is re-run once at safer settings.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from flint._imaging_divergence import (
+    WSCleanDivergedError,
+    describe_settings,
+    find_divergence,
+    safer_options,
+    what_to_change,
+)
 from flint.errors import FlintInputError, FlintMSError, FlintOptionsError
 from flint.ms import MS, calibrated_column, open_table, require_columns
 from flint.naming import parse_name, product_name
@@ -55,6 +63,7 @@ __all__ = [
     "parse_pols",
     "prepare_imaging",
     "wsclean_workdir",
+    "WSCleanDivergedError",
     "ChannelBlockResult",
     "CubeResult",
     "run_channel_block",
@@ -161,6 +170,15 @@ class WSCleanOptions(BaseOptions):
     """Memory limit for WSClean (GB)."""
     temp_dir: Path | None = None
     """Folder for WSClean's reordered temporary files (``None``: the private work folder)."""
+    divergence_limit: float | None = Field(default=4.0, ge=0.0)
+    """Judge the clean diverged when a later major iteration starts from a peak residual (or a
+    residual noise, for deconvolvers that print no peak) more than this many times the first
+    one's, when WSClean prints a non-finite flux, or when the model image has non-finite pixels
+    (WSClean 3.1 has no ``-divergence-limit``; this is flint's). A diverged run is discarded and
+    WSClean re-run once from scratch with ``gain`` halved, ``mgain`` at most 0.5, ``niter`` and
+    ``nmiter`` doubled (so the lower gains can clean as deep) and, with ``multiscale``, a
+    ``multiscale_scale_bias`` of at least 0.8 (favouring small scales); if that diverges too,
+    imaging fails. ``None`` or 0: no check."""
     extra_args: tuple[str, ...] = ()
     """Further WSClean arguments appended verbatim, e.g. ``("-parallel-deconvolution", "512")``."""
     binary: str = "wsclean"
@@ -189,6 +207,8 @@ class WSCleanOptions(BaseOptions):
             raise ValueError(f"channel_range must be 0 <= start < end (end exclusive), got {self.channel_range} (--channel-range)")
         if self.cube and self.channels_out < 2:
             raise ValueError("cube needs channels_out >= 2 (--channels-out N)")
+        if self.divergence_limit is not None and 0 < self.divergence_limit < 1:
+            raise ValueError(f"divergence_limit must be >= 1 (or 0: no check), got {self.divergence_limit:g} (--divergence-limit 4)")
         return self
 
     @property
@@ -245,6 +265,10 @@ class ImagingResult:
     files: dict[str, Path] = field(default_factory=dict)
     """Every product by key: its name without ``<base>.`` and ``.fits`` (``image``,
     ``q.image``, ``ch0003.model``, ``i.image.cube``, ...)."""
+    diverged_retry: str | None = None
+    """Why WSClean's first clean was judged diverged, when the products come from its retry at
+    safer settings (see ``WSCleanOptions.divergence_limit``; ``command`` is the retry's);
+    ``None``: no retry."""
 
     @property
     def products(self) -> dict[str, Path]:
@@ -525,8 +549,9 @@ def run_imaging(
         WSClean is not available, the MS lacks the data column, has no uv coverage
         (all UVW zero) or is a raw ASKAP MS (unless ``force``).
     FlintCommandError
-        WSClean failed; carries its exit status and last output lines. No product
-        is left under a final name.
+        WSClean failed; carries its exit status and last output lines. Or its clean
+        diverged, and again at the retry's safer settings (``WSCleanDivergedError``, one
+        line). No product is left under a final name.
     """
     from flint._imaging_cubes import check_channel_range, collect_products
 
@@ -537,7 +562,7 @@ def run_imaging(
         check_channel_range(handle, opts.channel_range)
     out = (Path(out_dir) if out_dir is not None else handle.path.parent).absolute()
     base = product_base(handle, round)
-    with wsclean_workdir(handle, opts, column, program, out, base) as (name, argv):
+    with wsclean_workdir(handle, opts, column, program, out, base) as (name, argv, diverged):
         finals = collect_products(name, opts, out, base, handle.path, argv)
     first = "" if opts.pols == ("I",) else f"{opts.pols[0].lower()}."
     logger.info("imaged %s -> %s", handle.path, finals[f"{first}image"])
@@ -552,6 +577,7 @@ def run_imaging(
         channel_images=channel_images,
         command=tuple(argv),
         files=finals,
+        diverged_retry=diverged,
     )
 
 
@@ -574,28 +600,44 @@ def prepare_imaging(
 @contextlib.contextmanager
 def wsclean_workdir(
     handle: MS, opts: WSCleanOptions, column: str, program: str, out: Path, base: str
-) -> Iterator[tuple[Path, list[str]]]:
-    """Run WSClean in a private folder inside ``out``; yield its ``-name`` and the argv.
+) -> Iterator[tuple[Path, list[str], str | None]]:
+    """Run WSClean in a private folder inside ``out``; yield its ``-name``, the argv and why
+    a first run diverged (``None``: it did not).
 
-    The caller moves the products it keeps out of the folder; the folder (and anything
-    left in it) is removed on exit, also when WSClean or the caller fails.
+    A diverged run (see ``WSCleanOptions.divergence_limit``) is discarded with its folder and
+    WSClean re-run once from scratch at safer settings (a WARNING names them); if that diverges
+    too, :class:`~flint._imaging_divergence.WSCleanDivergedError` is raised. The caller moves the
+    products it keeps out of the folder; the folder (and anything left in it) is removed on
+    exit, also when WSClean or the caller fails.
     """
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{base}.", suffix=".wsclean", dir=out))
-    try:
-        name = work / base
-        run_opts = opts if opts.temp_dir is not None else opts.with_options(temp_dir=work)
-        if opts.container is None:
-            argv = wsclean_argv([handle.path.absolute()], run_opts, name, column, binary=program)
-        else:
-            inner = wsclean_argv([handle.path.absolute()], run_opts, name, column)
-            binds = [handle.path.absolute(), work]
-            binds += [Path(p).absolute() for p in (run_opts.temp_dir, opts.fits_mask) if p is not None]
-            argv = container_argv(inner, Path(opts.container).absolute(), bind_dirs(binds), runtime=program)
-        run_command(argv, cwd=work)
-        yield name, argv
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    run_opts, diverged = opts, None
+    while True:
+        work = Path(tempfile.mkdtemp(prefix=f".{base}.", suffix=".wsclean", dir=out))
+        try:
+            name = work / base
+            ws_opts = run_opts if opts.temp_dir is not None else run_opts.with_options(temp_dir=work)
+            if opts.container is None:
+                argv = wsclean_argv([handle.path.absolute()], ws_opts, name, column, binary=program)
+            else:
+                inner = wsclean_argv([handle.path.absolute()], ws_opts, name, column)
+                binds = [handle.path.absolute(), work]
+                binds += [Path(p).absolute() for p in (ws_opts.temp_dir, opts.fits_mask) if p is not None]
+                argv = container_argv(inner, Path(opts.container).absolute(), bind_dirs(binds), runtime=program)
+            reason = find_divergence(run_command(argv, cwd=work), name, run_opts)
+            if reason is None:
+                yield name, argv, diverged
+                return
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if diverged is not None:
+            raise WSCleanDivergedError(
+                argv,
+                f"{handle.path}: WSClean's clean diverged: {diverged}; re-run at {describe_settings(run_opts)} "
+                f"it diverged again: {reason}; {what_to_change(opts)}",
+            )
+        diverged, run_opts = reason, safer_options(run_opts)
+        logger.warning("%s: WSClean's clean diverged: %s; imaging again from scratch at %s", handle.path, reason, describe_settings(run_opts))
 
 
 # channel cubes and channel-block imaging (flint._imaging_cubes keeps this module small)
