@@ -164,9 +164,10 @@ def safer_options(options: WSCleanOptions) -> WSCleanOptions:
 
 def what_to_change(o: WSCleanOptions) -> str:
     """The flags to try when a clean diverges even at the retry's settings."""
+    keep = "; is the data column calibrated? (--divergence-limit 0 keeps such an image)"
     if o.auto_mask is None and o.fits_mask is None:
-        return "clean within a mask (--auto-mask 5 or --fits-mask), lower --gain and --mgain, or raise --auto-threshold"
-    return "lower --gain and --mgain, raise --auto-threshold, or clean within a tighter mask (--fits-mask)"
+        return "clean within a mask (--auto-mask 5 or --fits-mask), lower --gain and --mgain, or raise --auto-threshold" + keep
+    return "lower --gain and --mgain, raise --auto-threshold, or clean within a tighter mask (--fits-mask)" + keep
 
 
 def describe_settings(o: WSCleanOptions) -> str:

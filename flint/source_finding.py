@@ -76,7 +76,7 @@ class SourceFindingOptions(BaseOptions):
     what ran before in this one (identical images give identical catalogues)."""
     keep_maps: bool = True
     """Keep the BANE background and noise maps."""
-    tile_size: int | None = Field(default=4096, ge=64)
+    tile_size: int | None = Field(default=3072, ge=64)
     """Search images larger than this (pixels, on a side) in overlapping tiles, so memory holds
     one tile, not the whole mosaic (BANE + aegean on a 36-beam mosaic of 61 M pixels peaked at
     3.2 GB); every component is kept once, by the tile whose core holds it. ``None``: the whole

@@ -314,6 +314,6 @@ def test_divergence_on_retry_fails_in_one_line_and_leaves_nothing(tmp_path: Path
     assert isinstance(err.value, FlintCommandError) and err.value.returncode == 0
     assert "\n" not in msg and msg.startswith(f"{ms.path}: WSClean's clean diverged: the residual noise grew from ")
     assert "; re-run at gain 0.05, mgain 0.5, niter 4000, nmiter 12 it diverged again: the residual noise grew from " in msg
-    assert msg.endswith("; lower --gain and --mgain, raise --auto-threshold, or clean within a tighter mask (--fits-mask)")  # auto_mask is on
+    assert msg.endswith("lower --gain and --mgain, raise --auto-threshold, or clean within a tighter mask (--fits-mask); is the data column calibrated? (--divergence-limit 0 keeps such an image)")  # auto_mask is on
     assert len(_warnings(caplog)) == 1
     assert sorted(p.name for p in out.iterdir()) == []  # no product, no work folder
