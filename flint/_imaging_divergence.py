@@ -97,6 +97,18 @@ def _nice(jy: float) -> str:
     return f"{jy / 1e-6:.3g} µJy"
 
 
+def _groups(its: list[MajorIteration]) -> list[list[MajorIteration]]:
+    """The major iterations per deconvolution group: WSClean images and cleans independent groups
+    (channels with ``-channels-out`` and no ``-join-channels``) one after another, each numbering
+    its major iterations from 1; a line channel's peak is no divergence of the channel before it."""
+    groups: list[list[MajorIteration]] = []
+    for it in its:
+        if not groups or it.number <= groups[-1][-1].number:
+            groups.append([])
+        groups[-1].append(it)
+    return groups
+
+
 def divergence_in_output(output: str, limit: float) -> str | None:
     """Why WSClean's printed peaks or noise show a diverging clean, or ``None``.
 
@@ -110,14 +122,15 @@ def divergence_in_output(output: str, limit: float) -> str | None:
     bad = next((it for it in its if it.nonfinite), None)
     if bad is not None:
         return f"WSClean printed a non-finite value in major iteration {bad.number}: '{bad.nonfinite}'"
-    for what, values in (("peak residual", [it.peak_jy for it in its]), ("residual noise", [it.noise_jy for it in its])):
-        first = values[0] if values else None
-        later = [(v, it.number) for v, it in zip(values[1:], its[1:], strict=True) if v is not None]
-        if first is None or first <= 0 or not later:
-            continue
-        worst, number = max(later)
-        if worst > limit * first:
-            return f"the {what} grew from {_nice(first)} to {_nice(worst)} by major iteration {number} of {len(its)}, beyond the limit of {limit:g}x"
+    for group in _groups(its):
+        for what, values in (("peak residual", [it.peak_jy for it in group]), ("residual noise", [it.noise_jy for it in group])):
+            first = values[0] if values else None
+            later = [(v, it.number) for v, it in zip(values[1:], group[1:], strict=True) if v is not None]
+            if first is None or first <= 0 or not later:
+                continue
+            worst, number = max(later)
+            if worst > limit * first:
+                return f"the {what} grew from {_nice(first)} to {_nice(worst)} by major iteration {number} of {len(group)}, beyond the limit of {limit:g}x"
     return None
 
 
@@ -181,4 +194,8 @@ class WSCleanDivergedError(FlintCommandError):
 
     def __init__(self, argv: Sequence[str], message: str) -> None:
         super().__init__(list(argv), 0, message)
+        self.message = message
         self.args = (message,)  # one line: WSClean itself did not fail
+
+    def __reduce__(self) -> tuple[type[WSCleanDivergedError], tuple[list[str], str]]:
+        return (type(self), (self.argv, self.message))  # rebuilt where a Dask worker's error arrives

@@ -7,6 +7,8 @@ notebook can catch one type and show its one-line message.  Messages name the in
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "FlintError",
     "FlintInputError",
@@ -69,3 +71,8 @@ class FlintCommandError(FlintError):
         if stderr_tail.strip():
             msg += f"; last output:\n{stderr_tail.rstrip()}"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled with its constructor's arguments (a Dask worker sends it back to the flow);
+        # the default (the class and its one message) cannot rebuild it
+        return (type(self), (self.argv, self.returncode, self.stderr_tail))

@@ -317,3 +317,44 @@ def test_divergence_on_retry_fails_in_one_line_and_leaves_nothing(tmp_path: Path
     assert msg.endswith("lower --gain and --mgain, raise --auto-threshold, or clean within a tighter mask (--fits-mask); is the data column calibrated? (--divergence-limit 0 keeps such an image)")  # auto_mask is on
     assert len(_warnings(caplog)) == 1
     assert sorted(p.name for p in out.iterdir()) == []  # no product, no work folder
+
+
+#: wsclean 3.1.0 -size 256 256 -scale 8asec -niter 500 -nmiter 4 -channels-out 3 (channels not
+#: joined: each channel is cleaned on its own, its major iterations numbered from 1)
+CHANNELS_LOG = """\
+ == Deconvolving (1) ==
+Estimated standard deviation of background noise: 12.83 mJy
+Initial peak: 281.98 mJy at 75,112
+ == Deconvolving (2) ==
+Estimated standard deviation of background noise: 9.66 mJy
+Initial peak: -58.24 mJy at 76,113
+2 major iterations were performed.
+ == Deconvolving (1) ==
+Estimated standard deviation of background noise: 12.35 mJy
+Initial peak: 310.98 mJy at 75,112
+ == Deconvolving (2) ==
+Estimated standard deviation of background noise: 9.12 mJy
+Initial peak: 59.83 mJy at 151,83
+2 major iterations were performed.
+"""
+
+
+def test_independent_channels_are_judged_each_on_its_own() -> None:
+    """A line channel cleaned after a line-free one starts from a far higher peak: no divergence."""
+    assert divergence_in_output(CHANNELS_LOG, 4.0) is None
+    line = CHANNELS_LOG.replace("Initial peak: 310.98 mJy", "Initial peak: 3.1 Jy").replace("12.35 mJy", "123.5 mJy")
+    assert divergence_in_output(line, 4.0) is None
+    grown = line.replace("Initial peak: 59.83 mJy", "Initial peak: 13 Jy")  # within the line channel: 3.1 -> 13 Jy
+    assert divergence_in_output(grown, 4.0) == "the peak residual grew from 3.1 Jy to 13 Jy by major iteration 2 of 2, beyond the limit of 4x"
+
+
+def test_command_errors_survive_pickling() -> None:
+    """A Dask worker pickles the error of a failed task back to the flow: it must rebuild."""
+    import pickle
+
+    err = FlintCommandError(["wsclean", "-name", "x"], -11, "Gridding 18900 rows...")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is FlintCommandError and str(back) == str(err) and back.returncode == -11 and back.argv == err.argv
+    div = WSCleanDivergedError(["wsclean"], "x.ms: WSClean's clean diverged: ...")
+    back2 = pickle.loads(pickle.dumps(div))
+    assert type(back2) is WSCleanDivergedError and str(back2) == str(div) and back2.returncode == 0
