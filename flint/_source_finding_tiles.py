@@ -18,6 +18,7 @@ when ``isolate``). So memory holds one tile, whatever the mosaic's size.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -48,15 +49,13 @@ class Tile:
 
 
 def _bane_step(header: Any, opts: SourceFindingOptions) -> int:
-    """BANE's grid step (pixels): ``step_size``, else BANE's own default (4 beam widths)."""
+    """BANE's grid step (pixels): ``step_size``, else BANE's own default (its ``get_step_size``)."""
     if opts.step_size:
         return int(opts.step_size)
-    beam = float(np.sqrt(abs(float(header["BMAJ"]) * float(header["BMIN"]))))
-    if "CDELT1" in header:
-        pix = float(np.sqrt(abs(float(header["CDELT1"]) * float(header["CDELT2"]))))
-    else:
-        pix = float(np.sqrt(abs(float(header["CD1_1"]) * float(header["CD2_2"]))))
-    return max(1, int(np.ceil(4 * beam / pix)))
+    from flint.source_finding import _import_aegean
+
+    BANE, _ = _import_aegean()
+    return max(1, int(min(BANE.get_step_size(header))))
 
 
 def _margin(header: Any, opts: SourceFindingOptions) -> tuple[int, int]:
@@ -96,11 +95,8 @@ def needs_tiles(header: Any, opts: SourceFindingOptions) -> bool:
     return max(int(header["NAXIS1"]), int(header["NAXIS2"])) > opts.tile_size
 
 
-def _tile_header(header: Any, tile: Tile) -> Any:
-    """A 2-D header for the tile: the image's celestial WCS shifted to the tile, beam and unit kept."""
-    from astropy.wcs import WCS
-
-    wcs = WCS(header).celestial
+def _tile_header(header: Any, wcs: Any, tile: Tile) -> Any:
+    """A 2-D header for the tile: the image's celestial WCS ``wcs`` shifted to the tile, beam and unit kept."""
     ys, xs = tile.read
     out = wcs[ys, xs].to_header()
     for key in ("BMAJ", "BMIN", "BPA", "BUNIT", "FREQ", "RESTFRQ", "TELESCOP", "OBJECT"):
@@ -163,16 +159,18 @@ def find_in_tiles(image: Path, opts: SourceFindingOptions) -> SourceFindingResul
     work = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".tiles", dir=out_dir))
     tables: list[Any] = []
     try:
-        maps = {k: _MapWriter(work / f"{k}.fits", header) for k in ("bkg", "rms")} if opts.keep_maps else {}
-        try:
+        with contextlib.ExitStack() as stack:
+            maps = {k: _MapWriter(work / f"{k}.fits", header) for k in ("bkg", "rms")} if opts.keep_maps else {}
+            for writer in maps.values():
+                stack.callback(writer.close)
             island0 = 0
             tile_opts = opts.with_options(tile_size=None, keep_maps=True)
+            hdul = stack.enter_context(fits.open(image, memmap=True))
             for i, tile in enumerate(plan):
                 (ys, xs), (cy, cx) = tile.read, tile.core
-                with fits.open(image, memmap=True) as hdul:
-                    data = np.asarray(hdul[0].data[(0,) * (hdul[0].data.ndim - 2) + (ys, xs)], dtype=np.float32)
+                data = np.asarray(hdul[0].data[(0,) * (hdul[0].data.ndim - 2) + (ys, xs)], dtype=np.float32)
                 path = work / f"tile{i:04d}.fits"
-                fits.PrimaryHDU(data, _tile_header(header, tile)).writeto(path)
+                fits.PrimaryHDU(data, _tile_header(header, wcs, tile)).writeto(path)
                 del data
                 res = run_source_finding(path, tile_opts)
                 for key, writer in maps.items():
@@ -190,9 +188,6 @@ def find_in_tiles(image: Path, opts: SourceFindingOptions) -> SourceFindingResul
                         tables.append(tab)
                 for p in work.glob(f"tile{i:04d}*"):
                     p.unlink()
-        finally:
-            for writer in maps.values():
-                writer.close()
         table = vstack(tables) if tables else _components_table([])
         table.sort(["island", "source"])
         with atomic_path(finals["csv"]) as tmp:
