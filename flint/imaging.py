@@ -560,6 +560,8 @@ def run_imaging(
     column, program = prepare_imaging(handle, ms, opts, round, force)
     if opts.channel_range is not None:
         check_channel_range(handle, opts.channel_range)
+    if opts.update_model:
+        ensure_model_column(handle, column)
     out = (Path(out_dir) if out_dir is not None else handle.path.parent).absolute()
     base = product_base(handle, round)
     with wsclean_workdir(handle, opts, column, program, out, base) as (name, argv, diverged):
@@ -579,6 +581,24 @@ def run_imaging(
         files=finals,
         diverged_retry=diverged,
     )
+
+
+def ensure_model_column(handle: MS, column: str) -> None:
+    """Add ``MODEL_DATA`` (zeros, shaped and tiled like ``DATA``, else like the imaged
+    ``column``) when the MS has none, before WSClean writes the model into it.
+
+    WSClean 3.1 adds the column itself when it first predicts, and at 288 channels x 480
+    integrations with ``-abs-mem 0.5`` it crashed there (SIGSEGV while "Adding model data
+    column"); a run killed in that step can leave the MS unreadable. Here python-casacore adds
+    it in ~64 MB chunks; WSClean then only overwrites it.
+    """
+    from flint.ms import add_column
+
+    with open_table(handle.path) as tab:
+        cols = set(tab.colnames())
+    if "MODEL_DATA" not in cols:
+        add_column(handle, "MODEL_DATA", like="DATA" if "DATA" in cols else column, fill="zero")
+        logger.info("%s: added MODEL_DATA (zeros) for WSClean's model", handle.path)
 
 
 def prepare_imaging(

@@ -491,7 +491,9 @@ def add_column(
                 dm_type = "StandardStMan"
             desc["desc"]["dataManagerType"] = dm_type
             tab.addcols(desc, {"TYPE": dm_type, "NAME": group, "SPEC": spec})
-        chunk = 20000
+        # rows per chunk from the row size: ~64 MB of values at a time, whatever the channels
+        row_bytes = max(int(np.prod(tab.getcell(like, 0).shape)) * 8, 1) if tab.nrows() else 1
+        chunk = max(1, min(20000, (64 << 20) // row_bytes))
         for start in range(0, tab.nrows(), chunk):
             nrow = min(chunk, tab.nrows() - start)
             src = tab.getcol(like, startrow=start, nrow=nrow)
