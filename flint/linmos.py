@@ -227,8 +227,10 @@ def run_linmos(
         resolution=min(img.pixel_scale_deg for img in loaded) * _deg(),
     )
     order = _order(opts, min(read_beam(img).minor.to_value("arcsec") for img in loaded), min(img.pixel_scale_deg for img in loaded) * 3600.0)
-    mosaic = np.zeros(shape_out)
-    weight = np.zeros(shape_out)
+    # the running sums in float32, as the mosaic and weight are written: float64 sums held
+    # two 8-byte planes of the whole mosaic (the part of linmos's memory that grows with it)
+    mosaic = np.zeros(shape_out, dtype=np.float32)
+    weight = np.zeros(shape_out, dtype=np.float32)
     noises: list[float] = []
     for path, freq in zip(paths, freqs, strict=True):
         img = read_image(path)
@@ -245,9 +247,10 @@ def run_linmos(
             del num, den
         logger.info("%s: noise %.3g Jy/beam, %.0f%% of pixels above PB cutoff", img.path.name, sigma, 100 * np.mean(pb >= opts.pb_cutoff))
         del img, pb
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mosaic /= weight
-    mosaic = np.where(weight > 0, mosaic, np.nan)
+    covered = weight > 0
+    np.divide(mosaic, weight, out=mosaic, where=covered)  # in place: no third plane
+    mosaic[~covered] = np.nan
+    del covered
     header = wcs_out.to_header()
     if opts.trim:
         mosaic, weight, header = _trim(mosaic, weight, wcs_out)
@@ -338,7 +341,7 @@ def _deg() -> Any:
     return u.deg
 
 
-def _trim(mosaic: NDArray[np.float64], weight: NDArray[np.float64], wcs: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], Any]:
+def _trim(mosaic: NDArray[np.float32], weight: NDArray[np.float32], wcs: Any) -> tuple[NDArray[np.float32], NDArray[np.float32], Any]:
     rows = np.flatnonzero(np.any(weight > 0, axis=1))
     cols = np.flatnonzero(np.any(weight > 0, axis=0))
     if rows.size == 0:
