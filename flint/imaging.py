@@ -172,8 +172,9 @@ class WSCleanOptions(BaseOptions):
     """Folder for WSClean's reordered temporary files (``None``: the private work folder)."""
     divergence_limit: float | None = Field(default=4.0, ge=0.0)
     """Judge the clean diverged when a later major iteration starts from a peak residual (or a
-    residual noise, for deconvolvers that print no peak) more than this many times the first
-    one's, when WSClean prints a non-finite flux, or when the model image has non-finite pixels
+    residual noise, for deconvolvers that print no peak; the noise only with ``local_rms``, whose
+    printed peaks are the highest signal-to-noise pixels, not comparable) more than this many
+    times the first one's, when WSClean prints a non-finite flux, or when the model image has non-finite pixels
     (WSClean 3.1 has no ``-divergence-limit``; this is flint's). A diverged run is discarded and
     WSClean re-run once from scratch with ``gain`` halved, ``mgain`` at most 0.5, ``niter`` and
     ``nmiter`` doubled (so the lower gains can clean as deep) and, with ``multiscale``, a

@@ -136,6 +136,51 @@ def test_parser_detects_a_growing_peak_beyond_the_limit_only() -> None:
     assert divergence_in_output(kjy, 4.0) == "the peak residual grew from 774 mJy to 1.2e+03 Jy by major iteration 2 of 2, beyond the limit of 4x"
 
 
+#: real WSClean 3.1 output with -local-rms -auto-mask 6 -auto-threshold 3 (512 px at 6", the
+#: polarisation demo's beam 0): major iteration 1 stopped at 77 mJy, yet iteration 2 starts from
+#: a 594 mJy source elsewhere. With a local-RMS map the clean picks the pixel of highest
+#: signal-to-noise against that map and prints its flux: the printed peaks are not the largest
+#: residual, and are not comparable between major iterations.
+LOCAL_RMS_LOG = """\
+ == Deconvolving (1) ==
+Estimated standard deviation of background noise: 18.68 mJy
+Lowest RMS in image: 13.02 mJy
+Initial peak: 1.69 Jy at 308,314
+Major iteration threshold reached global threshold of 78.14 mJy: final major iteration.
+Performed 48 iterations in total, 48 in this major iteration with sub-minor optimization.
+Stopped on peak 76.95 mJy, because the threshold was reached.
+Auto-masking threshold reached; continuing next major iteration with deeper threshold and mask.
+ == Deconvolving (2) ==
+Estimated standard deviation of background noise: 7.85 mJy
+Initial peak: 593.56 mJy at 278,216
+Next major iteration at: 118.71 mJy
+Stopped on peak 118.57 mJy, because the minor-loop threshold was reached. Continuing cleaning after inversion/prediction round.
+ == Deconvolving (3) ==
+Estimated standard deviation of background noise: 4.08 mJy
+Initial peak: 119.18 mJy at 279,215
+"""
+
+
+def test_local_rms_runs_are_judged_by_their_noise_not_their_printed_peaks() -> None:
+    """In a -local-rms run the first printed peak can be a faint source in a quiet region (the
+    bench at 288 channels x 480 integrations printed 24 mJy, then 353 mJy, and WSClean cleaned
+    to its threshold): no divergence from the peaks; a growing noise still is one."""
+    assert [it.peak_jy for it in major_iterations(LOCAL_RMS_LOG)] == pytest.approx([1.69, 0.59356, 0.11918])
+    faint_first = LOCAL_RMS_LOG.replace("Initial peak: 1.69 Jy", "Initial peak: 24 mJy")
+    assert divergence_in_output(faint_first, 4.0) is not None  # as a plain clean would be judged
+    assert divergence_in_output(faint_first, 4.0, peaks=False) is None
+    noisy = faint_first.replace("background noise: 4.08 mJy", "background noise: 95 mJy")
+    assert divergence_in_output(noisy, 4.0, peaks=False) == (
+        "the residual noise grew from 18.7 mJy to 95 mJy by major iteration 3 of 3, beyond the limit of 4x"
+    )
+    # find_divergence takes the option from the run: -local-rms compares the noise only
+    from flint._imaging_divergence import find_divergence
+    from flint.imaging import WSCleanOptions
+
+    assert find_divergence(faint_first, Path("/nonexistent/x"), WSCleanOptions(local_rms=True)) is None
+    assert find_divergence(faint_first, Path("/nonexistent/x"), WSCleanOptions(local_rms=False)) is not None
+
+
 def test_parser_detects_a_growing_noise_when_no_peak_is_printed() -> None:
     assert [it.peak_jy for it in major_iterations(PYTHON_DIVERGING_LOG)] == [None] * 6
     reason = divergence_in_output(PYTHON_DIVERGING_LOG, 4.0)
