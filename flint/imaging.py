@@ -561,7 +561,7 @@ def run_imaging(
     column, program = prepare_imaging(handle, ms, opts, round, force)
     if opts.channel_range is not None:
         check_channel_range(handle, opts.channel_range)
-    if opts.update_model:
+    if opts.update_model and opts.niter > 0:  # as the argv: niter 0 leaves the MS alone
         ensure_model_column(handle, column)
     out = (Path(out_dir) if out_dir is not None else handle.path.parent).absolute()
     base = product_base(handle, round)
