@@ -66,7 +66,7 @@ def test_browser_shows_image_sorted_table_and_figure(run_dir: Path) -> None:
     b.directory.value = str(run_dir)
     b.refresh_button.click()
     assert b.errors.text == ""
-    assert "4 products: 1 images, 1 tables, 1 figures, 0 solution files, 1 logs" in b.summary.value
+    assert "4 products: 1 images, 1 tables, 1 figures, 0 solution files, 1 logs" in b.listing.value
     b.choice.value = str(run_dir / "SB1.F.beam00.round1.image.fits")
     assert b.viewer.image_png.value[:4] == b"\x89PNG" and b.viewer.widget.layout.display == ""
     b.choice.value = str(run_dir / "SB1.F.round1.linmos.comp.csv")
@@ -93,7 +93,7 @@ def test_folder_made_later_by_the_run(run_dir: Path, tmp_path: Path) -> None:
     """A run's output folder before the run: no error, then the products once it exists."""
     later = tmp_path / "later"
     b = ResultsBrowser(later)
-    assert b.errors.text == "" and "no products yet" in b.summary.value
+    assert b.errors.text == "" and "no products yet" in b.listing.value
     assert b.products == []
     later.symlink_to(run_dir, target_is_directory=True)
     b.refresh_button.click()
@@ -160,3 +160,29 @@ def test_subfolders_units_sexagesimal_and_solutions(run_dir: Path) -> None:
     assert "<th>int_flux<br><small>[Jy]</small></th>" in html
     assert "10:00:00.00" in html and "-30:30:00.0" in html  # sexagesimal beside the degrees
     assert "150.000000" in html  # degrees keep 0.0036 arcsec, not 0.01 deg
+
+
+def test_a_listing_leaves_the_product_on_show_alone_until_files_change(run_dir: Path) -> None:
+    """The follow thread lists the folder again only when its files change.
+
+    A real run's folder holds files that are not products (BANE's maps here, Measurement Sets,
+    scratch files). Comparing the product count with the file count listed it again every few
+    seconds, overwriting the description of the product on show (the browser test's
+    'antenna 3 of' vanished that way in CI).
+    """
+    from flint.calibrate.aocal import AOSolutions, write_solutions
+
+    write_solutions(run_dir / "SB1.B.beam00.bandpass.bin", AOSolutions(np.ones((1, 6, 4, 2, 2), dtype=complex)))
+    b = ResultsBrowser(run_dir)
+    b.refresh()
+    assert len(b.products) < len(list(p for p in run_dir.rglob("*") if p.is_file()))  # non-products present
+    assert not b.changed(run_dir)
+    b.choice.value = str(run_dir / "SB1.B.beam00.bandpass.bin")
+    b.antenna.value = 3
+    assert "antenna 3 of 6" in b.summary.value
+    assert not b.changed(run_dir)  # the follow loop would leave it on show
+    (run_dir / "SB1.F.beam00.round1.image_bkg.fits").write_bytes(b"")  # a new file, not a product
+    assert b.changed(run_dir)
+    b.refresh()
+    assert "antenna 3 of 6" in b.summary.value and "products:" in b.listing.value
+    assert not b.changed(run_dir) and b.changed(run_dir.parent)

@@ -259,6 +259,13 @@ def overlay_files(image: Path) -> tuple[Path | None, Path | None]:
     return (cat if cat.exists() else None), (own[0] if own else (matches[0] if len(matches) == 1 else None))
 
 
+def _all_files(root: Path) -> tuple[str, ...]:
+    """Every file under ``root`` (sorted paths), products or not: what a listing is compared with."""
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(os.fspath(p) for p in root.rglob("*") if p.is_file()))
+
+
 class ResultsBrowser:
     """List a run's products (subfolders too) and show the chosen one.
 
@@ -283,11 +290,14 @@ class ResultsBrowser:
         self.table: Any = None
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
-        self._seen: tuple[str, ...] = ()
+        self._files: tuple[str, ...] = ()  # every file under the folder at the last listing (products or not)
+        self._lock = threading.RLock()  # the follow thread and the kernel's thread both list
         self.directory = w.Text(value=os.fspath(directory), description="folder", layout=w.Layout(width="60%"))
         self.refresh_button = w.Button(description="List products", icon="refresh")
         self.choice = w.Select(options=[], rows=10, layout=w.Layout(width="95%"))
         self.choice.add_class("flint-products")
+        self.listing = w.HTML()  # what the folder holds; the product shown is described in ``summary``
+        self.listing.add_class("flint-results-listing")
         self.summary = w.HTML()
         self.summary.add_class("flint-results-summary")
         self.viewer = ImageViewer()
@@ -312,6 +322,7 @@ class ResultsBrowser:
                 w.HTML("<b>Results</b>"),
                 w.HBox([self.directory, self.refresh_button]),
                 self.choice,
+                self.listing,
                 self.summary,
                 self.thumbnails.widget,
                 self.viewer.widget,
@@ -327,7 +338,7 @@ class ResultsBrowser:
         self._show_kind(None)
         if self.directory.value and not Path(self.directory.value).expanduser().exists():
             # a run's folder before the run: nothing to list yet, and nothing wrong
-            self.summary.value = message_html(f"no products yet ({self.directory.value} is made by the run)", ok=True)
+            self.listing.value = message_html(f"no products yet ({self.directory.value} is made by the run)", ok=True)
         elif self.directory.value:
             guarded(self.errors, "list products")(self.refresh)()
 
@@ -346,29 +357,39 @@ class ResultsBrowser:
 
     def refresh(self, directory: str | os.PathLike[str] | None = None) -> list[Product]:
         """List the products of ``directory`` (default: the folder typed in the widget) and its subfolders."""
-        if directory is not None:
-            self.directory.value = os.fspath(directory)
-        root = Path(self.directory.value).expanduser()
-        self.products = list_products(root)
-        current = self.choice.value
-        options = [(p.label_in(root), os.fspath(p.path)) for p in self.products]
-        if options != list(self.choice.options):
-            self.choice.options = options
-            if current in [v for _, v in options]:
-                self.choice.value = current
-        self._seen = tuple(v for _, v in options)
-        guarded(self.errors, "thumbnails")(self.thumbnails.update)(p.path for p in self.products if p.kind == "image")
-        kinds = {k: sum(p.kind == k for p in self.products) for k in ("image", "table", "figure", "solutions", "log")}
-        cancelled = (root / "FLINT_RUN_CANCELLED.txt").exists()
-        self.summary.value = message_html(
-            ("THIS RUN WAS CANCELLED: its products are incomplete · " if cancelled else "")
-            + f"{len(self.products)} products: {kinds['image']} images, {kinds['table']} tables, {kinds['figure']} figures, "
-            f"{kinds['solutions']} solution files, {kinds['log']} logs", ok=not cancelled,
-        )
-        return self.products
+        with self._lock:
+            if directory is not None:
+                self.directory.value = os.fspath(directory)
+            root = Path(self.directory.value).expanduser()
+            self._files = _all_files(root)
+            self.products = list_products(root)
+            current = self.choice.value
+            options = [(p.label_in(root), os.fspath(p.path)) for p in self.products]
+            if options != list(self.choice.options):
+                self.choice.options = options
+                if current in [v for _, v in options]:
+                    self.choice.value = current
+            guarded(self.errors, "thumbnails")(self.thumbnails.update)(p.path for p in self.products if p.kind == "image")
+            kinds = {k: sum(p.kind == k for p in self.products) for k in ("image", "table", "figure", "solutions", "log")}
+            cancelled = (root / "FLINT_RUN_CANCELLED.txt").exists()
+            self.listing.value = message_html(
+                ("THIS RUN WAS CANCELLED: its products are incomplete · " if cancelled else "")
+                + f"{len(self.products)} products: {kinds['image']} images, {kinds['table']} tables, {kinds['figure']} figures, "
+                f"{kinds['solutions']} solution files, {kinds['log']} logs", ok=not cancelled,
+            )
+            return self.products
+
+    def changed(self, directory: str | os.PathLike[str]) -> bool:
+        """Whether ``directory`` is not the folder listed, or its files (products or not) changed since the listing."""
+        d = os.fspath(directory)
+        return d != self.directory.value or _all_files(Path(d).expanduser()) != self._files
 
     def follow(self, launcher: Any, interval: float = 3.0) -> None:
-        """List the products of ``launcher``'s ``out_dir``, updating while files appear (every ``interval`` s)."""
+        """List the products of ``launcher``'s ``out_dir``, updating while files appear (every ``interval`` s).
+
+        The folder is listed again only when its files change: the product on show and its
+        description stay as they are while a run writes nothing.
+        """
 
         def folder() -> str:
             box = launcher.params.get("out_dir")
@@ -380,8 +401,7 @@ class ResultsBrowser:
                 if not d or not Path(d).expanduser().is_dir():
                     continue
                 try:
-                    names = tuple(sorted(os.fspath(p) for p in Path(d).expanduser().rglob("*") if p.is_file()))
-                    if d != self.directory.value or len(names) != len(self._seen):
+                    if self.changed(d):
                         self.refresh(d)
                 except Exception as exc:  # shown once; watching goes on
                     if self.errors.last_error is None or str(exc) != str(self.errors.last_error):
@@ -398,6 +418,10 @@ class ResultsBrowser:
 
     def show(self, path: str | os.PathLike[str] | None) -> None:
         """Show one product (image, table, figure, solution file or log)."""
+        with self._lock:
+            self._show(path)
+
+    def _show(self, path: str | os.PathLike[str] | None) -> None:
         if not path:
             self._show_kind(None)
             return
