@@ -67,6 +67,39 @@ def sim_field_ideal(tmp_path_factory: pytest.TempPathFactory, sim_options: SimOp
 
 
 @pytest.fixture(scope="session")
+def pol_tutorial(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """Tutorial 08 (polarisation) executed once with papermill: (the executed notebook, its work folder).
+
+    Its run is the polarisation chain of ``flint demo --pol`` (the same simulation, strategy and
+    flows through :class:`~flint.prefect.warm.WarmSession`): the notebook test reads what it
+    printed, the truth tests in ``tests/polarisation`` read its products. One run instead of two
+    saves ~5 minutes of CI.
+    """
+    require_tool("wsclean")
+    from nbtools import papermill
+
+    where = tmp_path_factory.mktemp("tutorial08")
+    nb, _ = papermill("08_polarisation", where, timeout=1500)
+    return nb, where / "flint_tutorial_08"
+
+
+@pytest.fixture(scope="session")
+def line_tutorial(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """Tutorial 09 (spectral line) executed once with papermill: (the executed notebook, its work folder).
+
+    It simulates what ``flint demo --line`` simulates and runs the bandpass, continuum and line
+    flows; the notebook test reads what it printed, the line truth tests run ``flint flow line``
+    on its continuum folder. One bandpass and continuum run instead of two.
+    """
+    require_tool("wsclean")
+    from nbtools import papermill
+
+    where = tmp_path_factory.mktemp("tutorial09")
+    nb, _ = papermill("09_spectral_line", where, timeout=1200)
+    return nb, where / "flint_tutorial_09"
+
+
+@pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """Where tests save screenshots and figures for people to look at."""
     d = Path(os.environ.get("FLINT_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))

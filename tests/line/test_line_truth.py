@@ -1,10 +1,10 @@
 """The line flow against the simulator's truth (issue 15's "done means").
 
-One module fixture runs, on the small ``flint sim --lines 3 --zoom`` observation of
-``flint demo --line`` (2 beams, 20 integrations, 64 x 18.5 kHz channels near 1.4 GHz, 3 HI
-emission lines and one absorption against the brightest continuum source): the bandpass and
-continuum flows (one phase self-cal round), then ``flint flow line`` through the CLI on the
-continuum flow's folder, with its defaults: a first-order uv-continuum fit over line-free
+On the small ``flint sim --lines 3 --zoom`` observation of ``flint demo --line`` (2 beams,
+20 integrations, 64 x 18.5 kHz channels near 1.4 GHz, 3 HI emission lines and one absorption
+against the brightest continuum source), tutorial 09 runs the bandpass and continuum flows (one
+phase self-cal round) once per session (the ``line_tutorial`` fixture, shared with the notebook
+test); this module then runs ``flint flow line`` through the CLI on that continuum folder, with its defaults: a first-order uv-continuum fit over line-free
 channels that the flow finds per beam (``--fit-channels auto``; nothing from the truth goes in).
 Tolerances (from the issue):
 
@@ -27,12 +27,10 @@ import numpy as np
 import pytest
 
 from flint._sim_lines import freq_to_velocity, line_free_channels, read_lines
-from flint.cli.demo import _LINE_SIM, line_strategy
+from flint.cli.demo import _LINE_SIM
 from flint.cubes import read_cube_info
 from flint.line_validation import LineValidation, validate_lines
-from flint.sim import SimOptions, simulate_bandpass, simulate_field
-
-from conftest import require_tool
+from flint.sim import SimOptions
 
 OPTS = SimOptions(n_beams=2, seed=42, **_LINE_SIM)  # what flint demo --line simulates
 
@@ -48,40 +46,33 @@ class LineRun:
 
 
 @pytest.fixture(scope="module")
-def line_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    require_tool("wsclean")
-    from flint.prefect.warm import WarmSession
-
-    out = tmp_path_factory.mktemp("line_truth")
-    bp = simulate_bandpass(out / "data", OPTS)
-    field = simulate_field(out / "data", OPTS)
-    strategy = str(line_strategy(out / "line-strategy.yaml"))
-    with WarmSession("local") as session:
-        session.run("bandpass", bandpass=[str(p) for p in bp.ms_paths], out_dir=str(out / "bandpass"), strategy=strategy)
-        session.run(
-            "continuum", science=[str(p) for p in field.ms_paths], solutions=str(out / "bandpass"),
-            out_dir=str(out / "continuum"), strategy=strategy,
-        )
-    yield out, field, strategy
+def line_run(line_tutorial: tuple[dict, Path]) -> Any:
+    """Tutorial 09's folder (its bandpass and continuum flows ran on ``flint demo --line``'s simulation)."""
+    _, work = line_tutorial
+    field = {"lines": work / "data" / "SB101.SIM_FIELD.lines.csv", "sky": work / "data" / "SB101.SIM_FIELD.sky.csv"}
+    assert all(p.exists() for p in field.values()), field
+    return work, field, str(work / "line-strategy.yaml")
 
 
 @pytest.fixture(scope="module")
 def line_products(line_run: Any) -> LineRun:
-    """``flint flow line`` through the CLI (the user's entry point), once."""
+    """``flint flow line`` through the CLI (the user's entry point), once, on the tutorial's continuum folder
+    (into a folder of its own: the tutorial's line flow wrote ``line/``)."""
     import subprocess
     import sys
 
     out, field, strategy = line_run
     argv = [
-        sys.executable, "-m", "flint.cli", "flow", "line", str(out / "continuum"), "--out-dir", str(out / "line"),
+        sys.executable, "-m", "flint.cli", "flow", "line", str(out / "continuum"), "--out-dir", str(out / "line-cli"),
         "--strategy", strategy, "--size", "400", "--channel-block", "16",
     ]
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     mosaic = next(line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("cube mosaic: "))
-    val = validate_lines(mosaic, field.extra["lines"], field.sky_csv)
-    return LineRun(out, field.extra["lines"], field.sky_csv, proc.stdout, val, Path(mosaic))
+    assert Path(mosaic).parent == out / "line-cli", mosaic
+    val = validate_lines(mosaic, field["lines"], field["sky"])
+    return LineRun(out, field["lines"], field["sky"], proc.stdout, val, Path(mosaic))
 
 
 def test_cube_products(line_products: LineRun) -> None:
@@ -162,3 +153,13 @@ def test_line_free_channels_found_against_truth(line_products: LineRun) -> None:
         kept = float((fit & truly_free).sum() / truly_free.sum())
         print(f"beam {beam}: {int(fit.sum())} channels fitted, {kept:.0%} of the {int(truly_free.sum())} truly line-free")
         assert kept >= 0.8, (beam, kept)
+
+
+def test_the_tutorial_runs_the_demos_simulation(line_run: Any, tmp_path: Path) -> None:
+    """``flint demo --line`` (simulation only) writes the same truth as tutorial 09, whose folder the tests read."""
+    from flint.cli import main
+
+    out, _, _ = line_run
+    assert main(["demo", str(tmp_path / "demo"), "--line", "--simulate-only"]) == 0
+    for name in ("SB101.SIM_FIELD.lines.csv", "SB101.SIM_FIELD.sky.csv", "SB101.SIM_FIELD.beams.csv"):
+        assert (tmp_path / "demo" / "data" / name).read_text() == (out / "data" / name).read_text(), name

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from nbtools import NOTEBOOKS, cell_text, errors, injected, load
+from nbtools import NOTEBOOKS, TIMINGS, errors, injected, load, papermill, printed
 
 from services import SlurmService
 
@@ -34,27 +34,6 @@ TUTORIALS = ["01_quickstart", "02_clusters", "03_calibration", "04_selfcal_imagi
 #: re-executed by nbval too; 07-09 run once through papermill with their printed checks
 #: asserted (each takes ~5 min: a second execution would add ~15 min to CI)
 NBVAL = TUTORIALS[:6]
-TIMINGS: dict[str, float] = {}
-
-
-def papermill(name: str, out_dir: Path, params: dict[str, object] | None = None, env: dict[str, str] | None = None, timeout: float = 400) -> tuple[dict, Path]:
-    """Execute ``notebooks/<name>.ipynb`` with papermill in ``out_dir``; return it executed."""
-    out = out_dir / f"{name}.ipynb"
-    argv = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "-k", "python3",
-            "--cwd", str(out_dir), "--no-progress-bar", "--execution-timeout", str(int(timeout))]
-    if params:
-        argv += ["-y", yaml.safe_dump(params)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
-    TIMINGS[name] = time.perf_counter() - t0
-    assert out.exists(), proc.stderr[-3000:]
-    nb = load(out)
-    assert proc.returncode == 0 and not errors(nb), f"{name} failed: {errors(nb)}\n{proc.stderr[-3000:]}"
-    return nb, out
-
-
-def printed(nb: dict) -> str:
-    return "\n".join(cell_text(nb))
 
 
 @pytest.fixture(scope="module")
@@ -147,22 +126,24 @@ def test_07_askap_data(runs: Path) -> None:
     assert (runs / "flint_tutorial_07" / "flow" / "continuum" / "SB101.SIM_FIELD.round1.linmos.fits").exists()
 
 
-def test_09_spectral_line(runs: Path) -> None:
-    nb, _ = papermill("09_spectral_line", runs, timeout=1200)
+def test_09_spectral_line(line_tutorial: tuple[dict, Path]) -> None:
+    """Executed once per session (``line_tutorial``); the line truth tests run on the same folder."""
+    nb, work = line_tutorial
     text = printed(nb)
     for line in ("every line flux within 10% of the truth: True", "every centre within one channel: True",
                  "absorption recovered within 10%: True", "continuum residual <= 1.5x the cube noise: True"):
         assert line in text, line
-    assert (runs / "flint_tutorial_09" / "line" / "SB101.SIM_FIELD.image.cube.linmos.fits").exists()
+    assert (work / "line" / "SB101.SIM_FIELD.image.cube.linmos.fits").exists()
 
 
-def test_08_polarisation(runs: Path) -> None:
-    nb, _ = papermill("08_polarisation", runs, timeout=1500)
+def test_08_polarisation(pol_tutorial: tuple[dict, Path]) -> None:
+    """Executed once per session (``pol_tutorial``); the polarisation truth tests read the same run."""
+    nb, work = pol_tutorial
     text = printed(nb)
     for line in ("D-terms within 0.2 % (median): True", "RM within 2 rad/m^2: True", "polarised fraction within 5 %: True",
                  "Q/I, U/I, V/I of the bright sources within 3 %: True", "residual leakage |V/I| <= 0.2 %: True"):
         assert line in text, line
-    assert (runs / "flint_tutorial_08" / "polarisation" / "SB101.SIM_FIELD.v.image.cube.linmos.fits").exists()
+    assert (work / "polarisation" / "SB101.SIM_FIELD.v.image.cube.linmos.fits").exists()
 
 
 def test_nbval_lax(runs: Path, postgres_server, slurm_cluster: SlurmService) -> None:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 
 
@@ -56,3 +62,29 @@ def injected(nb: dict[str, Any]) -> str:
             src = cell["source"]
             return "".join(src) if isinstance(src, list) else str(src)
     return ""
+
+
+#: seconds per papermill execution in this session (printed by the tutorials' module)
+TIMINGS: dict[str, float] = {}
+
+
+def papermill(name: str, out_dir: Path, params: dict[str, object] | None = None, env: dict[str, str] | None = None,
+              timeout: float = 400) -> tuple[dict[str, Any], Path]:
+    """Execute ``notebooks/<name>.ipynb`` with papermill in ``out_dir``; return it executed."""
+    out = out_dir / f"{name}.ipynb"
+    argv = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "-k", "python3",
+            "--cwd", str(out_dir), "--no-progress-bar", "--execution-timeout", str(int(timeout))]
+    if params:
+        argv += ["-y", yaml.safe_dump(params)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    TIMINGS[name] = time.perf_counter() - t0
+    assert out.exists(), proc.stderr[-3000:]
+    nb = load(out)
+    assert proc.returncode == 0 and not errors(nb), f"{name} failed: {errors(nb)}\n{proc.stderr[-3000:]}"
+    return nb, out
+
+
+def printed(nb: dict[str, Any]) -> str:
+    """Everything the notebook's code cells printed, one string."""
+    return "\n".join(cell_text(nb))
