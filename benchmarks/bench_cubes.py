@@ -7,7 +7,10 @@ Each measurement runs in a fresh Python process and reports its peak resident se
 * ``load``: the reference of a non-streaming stage -- read one beam's whole cube with
   ``astropy.io.fits.getdata`` (grows with the cube);
 * ``assemble``: :func:`flint.cubes.assemble_cube` of N single-plane images;
-* ``linmos``: :func:`flint.linmos.run_linmos` of two overlapping beam cubes of N channels;
+* ``linmos``: :func:`flint.linmos.run_linmos` of two overlapping beam cubes of N channels
+  (blocks of channels within ``block_mb``, the default);
+* ``linmos1``: the same one channel at a time (``block_mb=0``): the reference for the blocks'
+  speed-up, printed as a time ratio;
 * ``linefree``: :func:`flint.linefree.find_line_free` on one beam cube (the line flow's
   automatic line-free channels), its strips limited to 32 MB (``strip_mb``).
 
@@ -90,10 +93,11 @@ def child(op: str, files: dict[str, list[str]], work: Path) -> None:
         from flint.cubes import assemble_cube
 
         assemble_cube([Path(p) for p in files["planes"]], work / f"assembled.{len(files['planes'])}.fits")
-    elif op == "linmos":
+    elif op in ("linmos", "linmos1"):
         from flint.linmos import LinmosOptions, run_linmos
 
-        run_linmos([Path(p) for p in files["cubes"]], LinmosOptions(), output=work / f"linmos.{len(files['planes'])}.fits")
+        opts = LinmosOptions() if op == "linmos" else LinmosOptions(block_mb=0.0)
+        run_linmos([Path(p) for p in files["cubes"]], opts, output=work / f"{op}.{len(files['planes'])}.fits")
     elif op == "linefree":
         from flint.linefree import LineFreeOptions, find_line_free
 
@@ -130,14 +134,17 @@ def main() -> None:
         base = measure("baseline", data[sizes[0]], work)["rss_mb"]
         print(f"baseline (interpreter + libraries + one plane): {base:.0f} MB")
         print(f"{'operation':<10} {'N':>5} {'peak RSS MB':>12} {'4N':>5} {'peak RSS MB':>12} {'ratio 4N/N':>11} {'growth MB':>10} {'time 4N s':>10}")
-        for op in ("load", "assemble", "linmos", "linefree"):
+        seconds = {}
+        for op in ("load", "assemble", "linmos", "linmos1", "linefree"):
             small, large = (measure(op, data[n], work) for n in sizes)
+            seconds[op] = large["seconds"]
             ratio = large["rss_mb"] / small["rss_mb"]
             print(
                 f"{op:<10} {sizes[0]:>5} {small['rss_mb']:>12.0f} {sizes[1]:>5} {large['rss_mb']:>12.0f} "
                 f"{ratio:>11.2f} {large['rss_mb'] - small['rss_mb']:>10.1f} {large['seconds']:>10.1f}"
             )
         print("flat = ratio ~1.0 and growth << the cube growth; 'load' shows what holding one cube costs")
+        print(f"linmos in channel blocks vs one channel at a time (4N): {seconds['linmos'] / seconds['linmos1']:.2f}x the time")
 
 
 if __name__ == "__main__":
