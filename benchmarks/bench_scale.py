@@ -4,7 +4,9 @@ Every stage runs in a fresh Python process; the parent samples the resident set 
 whole process tree (the stage's Python plus WSClean, AOFlagger, BANE/aegean children) every
 0.1 s with psutil, and the child reports its own and its children's ``ru_maxrss`` and CPU
 time (user + system, children included). Peak RSS is the largest of the three. So no stage
-inherits another's peak, and external programs are counted.
+inherits another's peak, and external programs are counted. The sampler also records the tree's
+peak *anonymous* RSS (RSS minus file-backed and shared pages): a program that memory-maps its
+temporary files (WSClean does) shows their pages in RSS, though the kernel can drop them.
 
 Visibility stages (``kind="ms"``) run at 288 channels x ``--sizes`` integrations of one beam
 (default 120 and 480, 4x apart; 36 antennas, 630 baselines), in the order of the pipeline:
@@ -343,19 +345,24 @@ def child(stage: str, ctx: Ctx) -> None:
     )
 
 
-def _tree_rss_mb(proc: Any) -> float:
+def _tree_rss_mb(proc: Any) -> tuple[float, float]:
+    """(RSS, anonymous RSS) of the process tree in MB. Anonymous = RSS minus the file-backed and
+    shared pages (psutil's ``shared``: RssFile + RssShmem), i.e. what the kernel cannot drop and
+    re-read: a memory-mapped temporary file counts in RSS, not here."""
     import psutil
 
-    total = 0
+    total = anon = 0
     try:
         for p in [proc, *proc.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                m = p.memory_info()
+                total += m.rss
+                anon += m.rss - getattr(m, "shared", 0)
             except psutil.Error:
                 pass
     except psutil.Error:
         pass
-    return total / 2**20
+    return total / 2**20, anon / 2**20
 
 
 def measure(stage: str, ctx: Ctx) -> dict[str, float]:
@@ -384,12 +391,13 @@ def measure(stage: str, ctx: Ctx) -> dict[str, float]:
     ]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
-        peak = [0.0]
+        peak = [0.0, 0.0]
         ps = psutil.Process(proc.pid)
 
         def sample() -> None:
             while proc.poll() is None:
-                peak[0] = max(peak[0], _tree_rss_mb(ps))
+                rss, anon = _tree_rss_mb(ps)
+                peak[0], peak[1] = max(peak[0], rss), max(peak[1], anon)
                 time.sleep(0.1)
 
         th = threading.Thread(target=sample, daemon=True)
@@ -405,6 +413,7 @@ def measure(stage: str, ctx: Ctx) -> dict[str, float]:
         )
     r = dict(json.loads(stdout.strip().splitlines()[-1]))
     r["rss_tree_mb"] = peak[0]
+    r["anon_tree_mb"] = peak[1]
     r["peak_rss_mb"] = max(peak[0], r["rss_self_mb"], r["rss_children_mb"])
     return r
 
@@ -462,6 +471,8 @@ def _report(results: list[dict[str, Any]], stages: list[str], workers: list[int]
         kc = _slope(x, [r["cpu_s"] for r in rs])
         km = _slope(x, [r["peak_rss_mb"] for r in rs])
         ratio = rs[-1]["peak_rss_mb"] / rs[0]["peak_rss_mb"]
+        anon = [float(r.get("anon_tree_mb", float("nan"))) for r in rs]
+        anon_ratio = anon[-1] / anon[0] if anon[0] > 0 else float("nan")
         flags = []
         if ratio > 1.2:
             flags.append(f"RSS GROWS {ratio:.2f}x")
@@ -472,10 +483,11 @@ def _report(results: list[dict[str, Any]], stages: list[str], workers: list[int]
             "k_cpu": kc,
             "k_rss": km,
             "rss_ratio": ratio,
+            "anon_ratio": anon_ratio,
             "flags": flags,
         }
         print(
-            f"  {stage:<11} x{x[-1] / x[0]:.0f}: wall k={kt:5.2f}  CPU k={kc:5.2f}  RSS k={km:6.3f}  RSS ratio {ratio:5.2f}"
+            f"  {stage:<11} x{x[-1] / x[0]:.0f}: wall k={kt:5.2f}  CPU k={kc:5.2f}  RSS k={km:6.3f}  RSS ratio {ratio:5.2f} (anonymous {anon_ratio:5.2f})"
             f"  {'; '.join(flags) or 'ok'}"
         )
     ms_stages = [
@@ -630,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; scratch {base}"
     )
     print(
-        f"{'stage':<11}{'size':>9}{'x (units)':>12}{'wall s':>9}{'CPU s':>9}{'x read':>8}{'RSS MB':>8}{'(py':>7}{' child':>7}{' tree)':>7}",
+        f"{'stage':<11}{'size':>9}{'x (units)':>12}{'wall s':>9}{'CPU s':>9}{'x read':>8}{'RSS MB':>8}{'(py':>7}{' child':>7}{' tree)':>7}{'anon':>7}",
         flush=True,
     )
 
@@ -658,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(
                 f"{stage:<11}{label:>9}{x:>12.4g}{r['seconds']:>9.1f}{r['cpu_s']:>9.1f}{ratio:>8.2f}{r['peak_rss_mb']:>8.0f}"
-                f"{r['rss_self_mb']:>7.0f}{r['rss_children_mb']:>7.0f}{r['rss_tree_mb']:>7.0f}"
+                f"{r['rss_self_mb']:>7.0f}{r['rss_children_mb']:>7.0f}{r['rss_tree_mb']:>7.0f}{r['anon_tree_mb']:>7.0f}"
                 f"{'' if STAGES[stage].report else '   (set-up)'}",
                 flush=True,
             )
