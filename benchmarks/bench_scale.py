@@ -635,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
             stages.index(next(s for s in stages if STAGES[s].kind == "image")), "mkimages"
         )
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="bench_scale.", dir=args.work))
     results: list[dict[str, Any]] = []
     load0 = os.getloadavg()
