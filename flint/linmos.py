@@ -19,8 +19,9 @@ The weight image ``sum_i(w_i)`` is the inverse variance of the mosaic: its noise
 Cubes (see :mod:`flint.cubes`) are mosaicked a block of channels at a time: for each block,
 one input's planes of those channels are weighted, reprojected together onto its footprint of
 the mosaic grid (one coordinate transform for the block) and added into running sums, so
-memory holds one input's block plus the mosaic's block (``block_mb``), never a whole cube. The mosaic is a cube with the inputs' FREQ/STOKES axes and their ``BEAMS``
-table; its weight cube is written beside it.
+memory holds one input's block plus the mosaic's block (``block_mb``), never a whole cube.
+The mosaic is a cube with the inputs' FREQ/STOKES axes and their ``BEAMS`` table; its weight
+cube is written beside it.
 
 With ``pb_cube`` (an ASKAP holography beam cube, :class:`flint.primary_beam.HolographyBeams`)
 the measured Stokes-I response of each input's beam replaces the Gaussian, interpolated to
@@ -536,7 +537,7 @@ def _channel_block(items: list[_Input], npol: int, shape_out: tuple[int, int], n
 
 
 def _run_linmos_cube(paths: list[Path], opts: LinmosOptions, output: str | os.PathLike[str] | None) -> LinmosResult:
-    """Mosaic cubes channel by channel with bounded memory (see the module docstring)."""
+    """Mosaic cubes a block of channels at a time with bounded memory (see the module docstring)."""
     import contextlib
 
     items = _inputs(paths, opts)
