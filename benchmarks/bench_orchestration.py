@@ -239,6 +239,51 @@ def per_beam_span(handle: Any) -> float:
     return max(r["end"] for r in beam_rows) - min(r["start"] for r in rows)
 
 
+def _flow1(session_cls: Any, api: str, params: Callable[[str], dict[str, Any]], work: Path, args: Any, loads: list[float]) -> tuple[float, float, Any]:
+    """The continuum flow on a warm 1-worker cluster: ``(wall s, CPU s, handle)``."""
+    c0 = cpu_seconds()
+    with session_cls(_cluster(1), api_url=api) as s1:
+        flow1, h1 = flow_run(s1, params("flow1"))
+        loads.append(os.getloadavg()[0])
+        h1.timeline()  # read while the session's API is up
+    cpu_flow1 = cpu_seconds() - c0
+    _drop(work / "flow1", args.keep)
+    print(f"flow on 1 worker: {flow1:.1f} s (CPU {cpu_flow1:.1f} s)", flush=True)
+    return flow1, cpu_flow1, h1
+
+
+def _task_table(handle: Any, stage_s: dict[str, float], flow1: float) -> None:
+    """Split the 1-worker flow's time: inside its task runs (per task, against the plain call) and outside them.
+
+    On one worker the task runs are serial, so ``flow - sum(task runs)`` is the time the
+    orchestration spends between and around them (submission, scheduling, Prefect's state
+    changes and result persistence); ``task run - plain call`` is the stage's own run-to-run
+    scatter plus whatever the task wrapper costs inside the run.
+    """
+    rows = {r["name"]: r["end"] - r["start"] for r in handle.timeline() if r["start"] is not None and r["end"] is not None}
+    inside = sum(rows.values())
+    plain = sum(stage_s.values())
+    print(f"    the 1-worker flow's {len(rows)} task runs: {inside:7.1f} s inside them, {flow1 - inside:6.1f} s outside "
+          f"({(flow1 - inside) / flow1:+.1%} of the flow, {(flow1 - inside) / max(len(rows), 1):.2f} s per task)")
+    print(f"    inside the task runs vs the plain calls: {inside:.1f} s vs {plain:.1f} s ({(inside - plain) / flow1:+.1%} of the flow)")
+    for name, sec in stage_s.items():
+        got = rows.get(name)
+        print(f"        {name:28s} plain {sec:7.2f} s   task run " + (f"{got:7.2f} s ({got / sec:5.3f} x)" if got else "      -"))
+
+
+def _overhead_only(session_cls: Any, api: str, params: Callable[[str], dict[str, Any]], stage_s: dict[str, float],
+                   cpu_plain: float, work: Path, args: Any, loads: list[float]) -> None:
+    """(a)'s 1-worker overhead alone: the flow on a warm 1-worker cluster against the plain calls."""
+    flow1, cpu_flow1, h1 = _flow1(session_cls, api, params, work, args, loads)
+    plain = sum(stage_s.values())
+    print(f"\n(a) continuum flow on a warm 1-worker cluster vs the same stages as plain calls ({len(stage_s)} stages)")
+    print(f"    plain calls {plain:7.1f} s, CPU {cpu_plain:7.1f} s; flow {flow1:7.1f} s, CPU {cpu_flow1:7.1f} s -> overhead "
+          f"(flow - plain) / flow = {(flow1 - plain) / flow1:+.1%} wall, {(cpu_flow1 - cpu_plain) / cpu_flow1:+.1%} CPU (target <= 3 %)")
+    _task_table(h1, stage_s, flow1)
+    loads.append(os.getloadavg()[0])
+    print(f"\nload average (1 min) at the start and after each measurement: {', '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} CPUs")
+
+
 def _drop(path: Path, keep: bool) -> None:
     """Delete a measurement's outputs (realistic sizes need many GB per run)."""
     if not keep:
@@ -254,6 +299,10 @@ def main() -> None:
     ap.add_argument("--pixel-arcsec", type=float, default=6.0)
     ap.add_argument("--repeats", type=int, default=3, help="probe flows for the warm-path latency")
     ap.add_argument("--skip-main", action="store_true", help="skip the plain calls in this process (information only)")
+    ap.add_argument(
+        "--overhead-only", action="store_true",
+        help="measure (a)'s 1-worker overhead only: skip the 2-process chains, the 2-worker flow and (b), (c)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep every run's outputs (default: delete each after it is measured)")
     ap.add_argument("--work-dir", type=Path, default=None)
     ap.add_argument(
@@ -311,12 +360,13 @@ def main() -> None:
     ideal1 = list_schedule(stage_s, deps, 1)
 
     beam_serial = sum(v for k, v in stage_s.items() if "-beam" in k)
-    c0 = cpu_seconds()
-    beam_parallel = chains_in_processes(list(field.ms_paths), sols, strategy, work / "plain2", 2)
-    cpu_chains = cpu_seconds() - c0
-    loads.append(os.getloadavg()[0])
-    _drop(work / "plain2", args.keep)
-    print(f"per-beam chains in 2 processes: {beam_parallel:.1f} s, CPU {cpu_chains:.1f} s", flush=True)
+    if not args.overhead_only:
+        c0 = cpu_seconds()
+        beam_parallel = chains_in_processes(list(field.ms_paths), sols, strategy, work / "plain2", 2)
+        cpu_chains = cpu_seconds() - c0
+        loads.append(os.getloadavg()[0])
+        _drop(work / "plain2", args.keep)
+        print(f"per-beam chains in 2 processes: {beam_parallel:.1f} s, CPU {cpu_chains:.1f} s", flush=True)
 
     if args.api_url:
         api, stop = args.api_url, (lambda: None)
@@ -325,6 +375,8 @@ def main() -> None:
         api = info.api_url
     print(f"Prefect API for the warm sessions: {api}", flush=True)
     try:
+        if args.overhead_only:
+            return _overhead_only(WarmSession, api, params, stage_s, cpu_plain, work, args, loads)
         c0 = cpu_seconds()
         with WarmSession(_cluster(2), api_url=api) as s2:
             flow2, h2 = flow_run(s2, params("flow2"))
@@ -338,14 +390,8 @@ def main() -> None:
         cpu_flow2 = cpu_seconds() - c0
         _drop(work / "flow2", args.keep)
         print(f"flow on 2 workers: {flow2:.1f} s (CPU of the workers incl. the probes {cpu_flow2:.1f} s)", flush=True)
-        c0 = cpu_seconds()
-        with WarmSession(_cluster(1), api_url=api) as s1:
-            flow1, h1 = flow_run(s1, params("flow1"))
-            loads.append(os.getloadavg()[0])
-            span1 = per_beam_span(h1)
-        cpu_flow1 = cpu_seconds() - c0
-        _drop(work / "flow1", args.keep)
-        print(f"flow on 1 worker: {flow1:.1f} s (CPU {cpu_flow1:.1f} s)", flush=True)
+        flow1, cpu_flow1, h1 = _flow1(WarmSession, api, params, work, args, loads)
+        span1 = per_beam_span(h1)
     finally:
         stop()
     # (b) cold: temporary server + a new LocalCluster, as a plain `flint flow` does
@@ -369,6 +415,7 @@ def main() -> None:
     print(f"    ideal on 2 workers (schedule):    {ideal2:7.1f} s")
     print(f"    flow on warm 1-worker cluster:    {flow1:7.1f} s, CPU {cpu_flow1:7.1f} s -> overhead (flow - plain) / flow = "
           f"{(flow1 - plain) / flow1:+.1%} wall, {(cpu_flow1 - cpu_plain) / cpu_flow1:+.1%} CPU (target <= 3 %)")
+    _task_table(h1, stage_s, flow1)
     print(f"    flow on warm 2-worker cluster:    {flow2:7.1f} s -> {flow2 / plain:.3f} x plain, {flow2 / ideal2:.3f} x ideal; "
           f"(flow - ideal) / flow = {(flow2 - ideal2) / flow2:+.1%} (target <= 3 %)")
     print("\n(b) submit -> first task running (probe flow, 2 workers)")

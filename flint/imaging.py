@@ -170,6 +170,15 @@ class WSCleanOptions(BaseOptions):
     """Memory limit for WSClean (GB)."""
     temp_dir: Path | None = None
     """Folder for WSClean's reordered temporary files (``None``: the private work folder)."""
+    reorder: bool | None = None
+    """Reorder the data into WSClean's temporary files first (``-reorder`` / ``-no-reorder``).
+    ``None``: not for a single image (``channels_out`` 1, one Stokes parameter), which reads
+    the data once per major iteration anyway; reordered, WSClean maps the whole model column
+    of its temporary file into memory, so its resident memory grows with the data (measured
+    at 288 channels, 1536 px, ``-abs-mem 0.5``: 625 MB at 120 integrations, 1144 MB at 480;
+    not reordered, 490 MB at 480 in the same time, the images equal to 1e-4 of the noise).
+    Reordered for channel and polarisation imaging, which read each part of the data once per
+    output image."""
     divergence_limit: float | None = Field(default=4.0, ge=0.0)
     """Judge the clean diverged when a later major iteration starts from a peak residual (or a
     residual noise, for deconvolvers that print no peak; the noise only with ``local_rms``, whose
@@ -379,6 +388,8 @@ def wsclean_argv(
         argv += ["-abs-mem", _num(o.abs_mem_gb)]
     if o.temp_dir is not None:
         argv += ["-temp-dir", os.fspath(o.temp_dir)]
+    reorder = o.reorder if o.reorder is not None else (o.channels_out > 1 or len(o.pol) > 1)
+    argv += ["-reorder" if reorder else "-no-reorder"]
     argv += list(o.extra_args)
     argv += [os.fspath(p) for p in ms_paths]
     return argv

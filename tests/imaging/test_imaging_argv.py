@@ -28,8 +28,25 @@ def test_default_argv() -> None:
         "wsclean", "-name", "/o/x", "-size", "1536", "1536", "-scale", "4asec",
         "-weight", "briggs", "0", "-niter", "20000", "-nmiter", "10", "-gain", "0.1", "-mgain", "0.8",
         "-auto-threshold", "3", "-auto-mask", "5", "-pol", "I", "-data-column", "DATA",
-        "-padding", "1.2", "-use-wgridder", "-update-model-required", "-no-dirty", "/d/SB1.F.beam00.ms",
+        "-padding", "1.2", "-use-wgridder", "-update-model-required", "-no-dirty", "-no-reorder", "/d/SB1.F.beam00.ms",
     ]
+
+
+@pytest.mark.parametrize(
+    ("kw", "flag"),
+    [
+        ({}, "-no-reorder"),  # one MFS image of one Stokes parameter: read the MS directly
+        ({"pol": "Q"}, "-no-reorder"),
+        ({"channels_out": 2}, "-reorder"),  # channel imaging: each part read once per image
+        ({"pol": "IQUV", "join_polarizations": True}, "-reorder"),
+        ({"reorder": True}, "-reorder"),
+        ({"channels_out": 8, "reorder": False}, "-no-reorder"),
+    ],
+)
+def test_reordering_only_where_it_pays(kw: dict[str, object], flag: str) -> None:
+    argv = wsclean_argv(["a.ms"], WSCleanOptions(**kw), "n")
+    assert flag in argv
+    assert ({"-reorder", "-no-reorder"} - {flag}).isdisjoint(argv)
 
 
 def test_every_option_reaches_the_argv() -> None:
@@ -51,7 +68,7 @@ def test_every_option_reaches_the_argv() -> None:
         "-multiscale-scale-bias 0.7", "-channels-out 4", "-join-channels", "-fit-spectral-pol 2",
         "-pol IQUV", "-data-column CORRECTED_DATA", "-fits-mask /m/mask.fits", "-minuv-l 100",
         "-taper-gaussian 15asec", "-padding 1.5", "-no-update-model-required", "-j 8", "-abs-mem 12.5",
-        "-temp-dir /scratch", "-parallel-deconvolution 512 a.ms b.ms",
+        "-temp-dir /scratch -reorder", "-parallel-deconvolution 512 a.ms b.ms",
     ):
         assert piece in joined, piece
     for absent in ("-auto-threshold", "-auto-mask", "-use-wgridder", "-no-dirty", "briggs"):
