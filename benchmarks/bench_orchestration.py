@@ -10,6 +10,9 @@ On one simulated field (``--n-beams``, default 2, one self-cal round, images of
     * the ideal 2-worker time: those measured stage times list-scheduled on 2 workers
       along the flow's dependencies (per-beam chains in parallel, then the mosaic);
     target: flow <= 1.03 x ideal;
+    and the 1-worker flow's time split into inside its task runs (each against its plain call:
+    the stages' own run-to-run scatter) and outside them (the orchestration itself: on one
+    worker the tasks run one after another); ``--overhead-only`` measures this part alone;
 (b) warm path: submit -> first task running with a :class:`~flint.prefect.warm.WarmSession`
     (median of ``--repeats`` probe flows) vs a cold submit (temporary Prefect server + new
     LocalCluster, as ``flint flow`` does without ``PREFECT_API_URL``); target <= 2 s;
@@ -21,7 +24,7 @@ On one simulated field (``--n-beams``, default 2, one self-cal round, images of
 Usage::
 
     .venv/bin/python benchmarks/bench_orchestration.py [--n-beams 2] [--image-size 1024]
-        [--pixel-arcsec 6] [--repeats 3] [--work-dir DIR] [--api-url URL]
+        [--pixel-arcsec 6] [--repeats 3] [--work-dir DIR] [--api-url URL] [--overhead-only]
 
 The machine is shared: the script prints its load average; rerun when it was busy.
 """
