@@ -399,7 +399,13 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             builder.locator(".flint-platform select").select_option("SLURM")
             _wait_text(page, ".flint-platform-note", "scheduler_options", 20)
             logdir = builder.locator(".flint-field-log_directory input")
+            # SLURM's fields are shown by the switch's refresh; typed into while still hidden, the
+            # keys would go to the notebook (command mode: 'y', 'l', 'o', 's' are shortcuts)
+            logdir.wait_for(state="visible", timeout=20_000)
+            logdir.click()
             logdir.press_sequentially("typed_logs", delay=40)
+            page.wait_for_function(
+                "() => document.querySelector('.flint-field-log_directory input').value === 'typed_logs'", timeout=20_000)
             logdir.blur()
             _wait_text(page, ".flint-cluster-builder", "log_directory: typed_logs", 20)  # the YAML preview names it
             page.wait_for_timeout(1000)

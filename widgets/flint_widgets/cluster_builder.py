@@ -404,10 +404,10 @@ class ClusterBuilder:
                     self.extra.value = yaml.safe_dump(kept, sort_keys=False).strip() if kept else ""
                 finally:
                     self._updating = False
+        self.refresh()  # first: the note then says the form shows the new platform's fields
         self.platform_note.value = (
             message_html(f"switched to {change['new']}: " + "; ".join(notes), ok=True) if notes else ""
         )
-        self.refresh()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
