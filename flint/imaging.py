@@ -170,9 +170,9 @@ class WSCleanOptions(BaseOptions):
     """Memory limit for WSClean (GB)."""
     temp_dir: Path | None = None
     """Folder for WSClean's reordered temporary files (``None``: the private work folder)."""
-    reorder: bool | None = None
-    """Reorder the data into WSClean's temporary files first (``-reorder`` / ``-no-reorder``).
-    ``None``: not for a single image (``channels_out`` 1, one Stokes parameter), which reads
+    reorder: Literal["auto", "yes", "no"] = "auto"
+    """Reorder the data into WSClean's temporary files first (``yes``: ``-reorder``, ``no``:
+    ``-no-reorder``). ``auto``: not for a single image (``channels_out`` 1, one Stokes parameter), which reads
     the data once per major iteration anyway; reordered, WSClean maps the whole model column
     of its temporary file into memory, so its resident memory grows with the data (measured
     at 288 channels, 1536 px, ``-abs-mem 0.5``: 625 MB at 120 integrations, 1144 MB at 480;
@@ -388,7 +388,7 @@ def wsclean_argv(
         argv += ["-abs-mem", _num(o.abs_mem_gb)]
     if o.temp_dir is not None:
         argv += ["-temp-dir", os.fspath(o.temp_dir)]
-    reorder = o.reorder if o.reorder is not None else (o.channels_out > 1 or len(o.pol) > 1)
+    reorder = o.reorder == "yes" or (o.reorder == "auto" and (o.channels_out > 1 or len(o.pol) > 1))
     argv += ["-reorder" if reorder else "-no-reorder"]
     argv += list(o.extra_args)
     argv += [os.fspath(p) for p in ms_paths]

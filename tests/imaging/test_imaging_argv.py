@@ -39,8 +39,8 @@ def test_default_argv() -> None:
         ({"pol": "Q"}, "-no-reorder"),
         ({"channels_out": 2}, "-reorder"),  # channel imaging: each part read once per image
         ({"pol": "IQUV", "join_polarizations": True}, "-reorder"),
-        ({"reorder": True}, "-reorder"),
-        ({"channels_out": 8, "reorder": False}, "-no-reorder"),
+        ({"reorder": "yes"}, "-reorder"),
+        ({"channels_out": 8, "reorder": "no"}, "-no-reorder"),
     ],
 )
 def test_reordering_only_where_it_pays(kw: dict[str, object], flag: str) -> None:
