@@ -172,8 +172,8 @@ class WSCleanOptions(BaseOptions):
     """Folder for WSClean's reordered temporary files (``None``: the private work folder)."""
     reorder: Literal["auto", "yes", "no"] = "auto"
     """Reorder the data into WSClean's temporary files first (``yes``: ``-reorder``, ``no``:
-    ``-no-reorder``). ``auto``: not for a single image (``channels_out`` 1, one Stokes parameter), which reads
-    the data once per major iteration anyway; reordered, WSClean maps the whole model column
+    ``-no-reorder``). ``auto``: not for a single image (``channels_out`` 1, one polarisation),
+    which reads the data once per major iteration anyway; reordered, WSClean maps the whole model column
     of its temporary file into memory, so its resident memory grows with the data (measured
     at 288 channels, 1536 px, ``-abs-mem 0.5``: 625 MB at 120 integrations, 1144 MB at 480;
     not reordered, 490 MB at 480 in the same time, the images equal to 1e-4 of the noise).
@@ -388,7 +388,7 @@ def wsclean_argv(
         argv += ["-abs-mem", _num(o.abs_mem_gb)]
     if o.temp_dir is not None:
         argv += ["-temp-dir", os.fspath(o.temp_dir)]
-    reorder = o.reorder == "yes" or (o.reorder == "auto" and (o.channels_out > 1 or len(o.pol) > 1))
+    reorder = o.reorder == "yes" or (o.reorder == "auto" and (o.channels_out > 1 or len(parse_pols(o.pol)) > 1))
     argv += ["-reorder" if reorder else "-no-reorder"]
     argv += list(o.extra_args)
     argv += [os.fspath(p) for p in ms_paths]

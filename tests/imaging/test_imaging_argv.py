@@ -37,6 +37,8 @@ def test_default_argv() -> None:
     [
         ({}, "-no-reorder"),  # one MFS image of one Stokes parameter: read the MS directly
         ({"pol": "Q"}, "-no-reorder"),
+        ({"pol": "XX"}, "-no-reorder"),  # one polarisation, two letters
+        ({"pol": "XX,YY"}, "-reorder"),
         ({"channels_out": 2}, "-reorder"),  # channel imaging: each part read once per image
         ({"pol": "IQUV", "join_polarizations": True}, "-reorder"),
         ({"reorder": "yes"}, "-reorder"),
