@@ -248,7 +248,6 @@ def _flow1(session_cls: Any, api: str, params: Callable[[str], dict[str, Any]], 
     with session_cls(_cluster(1), api_url=api) as s1:
         flow1, h1 = flow_run(s1, params("flow1"))
         loads.append(os.getloadavg()[0])
-        h1.timeline()  # read while the session's API is up
     cpu_flow1 = cpu_seconds() - c0
     _drop(work / "flow1", args.keep)
     print(f"flow on 1 worker: {flow1:.1f} s (CPU {cpu_flow1:.1f} s)", flush=True)
