@@ -25,7 +25,7 @@ Visibility stages (``kind="ms"``) run at 288 channels x ``--sizes`` integrations
 * ``selfcal``: :func:`flint.calibrate.run_selfcal` with the strategy's round-1 options
   (phase, 10 s intervals: one solution interval per integration) -- solve + apply;
 * ``subtract``: :func:`flint.subtract.run_subtract` of the clean model (WSClean -predict,
-  then CORRECTED_DATA - model into a new column).
+  ``-abs-mem`` ``--abs-mem-gb``, then CORRECTED_DATA - model into a new column).
 
 Image-plane stages (``kind="image"``) do not grow with the integrations; what grows for them
 is the number of beam images: ``--beams`` (default 9 and 36, 4x apart) of ``--image-size``
@@ -198,7 +198,7 @@ def run_subtract(ctx: Ctx) -> None:
     from flint.subtract import run_subtract as subtract
 
     model = next((ctx.work / "img").glob("*.round0.model.fits"))
-    subtract(_ms(ctx), SubtractOptions(model_prefix=model, threads=2, overwrite=True))
+    subtract(_ms(ctx), SubtractOptions(model_prefix=model, threads=2, overwrite=True, abs_mem_gb=ctx.abs_mem_gb))
 
 
 # ----------------------------------------------------------------- image-plane stages

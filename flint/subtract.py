@@ -47,7 +47,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -104,6 +104,13 @@ class SubtractOptions(BaseOptions):
     """WSClean program used for the predict."""
     threads: int | None = Field(default=None, ge=1)
     """Threads WSClean may use for the predict (``None``: all cores)."""
+    abs_mem_gb: float | None = Field(default=None, gt=0.0)
+    """Memory limit for WSClean's predict (GB, ``-abs-mem``)."""
+    reorder: Literal["auto", "yes", "no"] = "auto"
+    """Let WSClean reorder the data into temporary files before the predict (``yes``: ``-reorder``,
+    ``no``: ``-no-reorder``). ``auto``: only for a per-channel model (``-channels-out``). One model
+    image is predicted in a single pass, and reordered WSClean maps its whole temporary model
+    file, so its memory grows with the data (as in :attr:`flint.imaging.WSCleanOptions.reorder`)."""
     use_wgridder: bool = True
     """Predict with WSClean's w-gridder (as flint's imaging does)."""
 
@@ -258,7 +265,7 @@ def predict_argv(
     >>> import pathlib
     >>> m = ModelImages(paths=(pathlib.Path("a.model.fits"),), per_channel=False)
     >>> predict_argv(pathlib.Path("x.ms"), m, pathlib.Path("/w/model"), SubtractOptions(), (64, 64), 4.0)
-    ['wsclean', '-predict', '-name', '/w/model', '-size', '64', '64', '-scale', '4asec', '-use-wgridder', '-temp-dir', '/w', 'x.ms']
+    ['wsclean', '-predict', '-name', '/w/model', '-size', '64', '64', '-scale', '4asec', '-use-wgridder', '-no-reorder', '-temp-dir', '/w', 'x.ms']
     """
     argv = [binary or options.wsclean_binary, "-predict", "-name", os.fspath(name)]
     argv += ["-size", str(size[0]), str(size[1]), "-scale", f"{scale_arcsec:.10g}asec"]
@@ -268,6 +275,10 @@ def predict_argv(
         argv += ["-use-wgridder"]
     if options.threads is not None:
         argv += ["-j", str(options.threads)]
+    if options.abs_mem_gb is not None:
+        argv += ["-abs-mem", f"{options.abs_mem_gb:g}"]
+    reorder = options.reorder == "yes" or (options.reorder == "auto" and models.per_channel)
+    argv += ["-reorder" if reorder else "-no-reorder"]
     argv += ["-temp-dir", os.fspath(name.parent), os.fspath(ms)]
     return argv
 

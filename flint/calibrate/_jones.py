@@ -282,7 +282,7 @@ def solve_full_jones(layout: MSLayout, spec: SolveSpec, xy_phase_rad: NDArray[np
         J[bad] = np.nan
     chi_before = _chi2(A, W, C, spectrum, np.broadcast_to(np.eye(2), J.shape).astype(np.complex128))
     chi_after = _chi2(A, W, C, spectrum, J)
-    sols = AOSolutions(jones=J.transpose(1, 0, 2, 3)[None], start_time=layout.start_s, end_time=layout.end_s)
+    sols = AOSolutions(J.transpose(1, 0, 2, 3)[None], start_time=layout.start_s, end_time=layout.end_s)
     n_flag = int(sols.flagged.sum())
     seconds = time.perf_counter() - t0
     rms = [math.sqrt(max(c, 0.0) / w) if w > 0 else float("nan") for c, w in (chi_before, chi_after)]

@@ -3,7 +3,8 @@
 :func:`solve_ms` reads the data column, the model (a point-source spectrum at the phase
 centre, or ``MODEL_DATA``), flags and weights in row chunks, accumulates the normal
 equations of a block of solution intervals at a time (bounded memory), solves them with
-StEFCal, references the phases, flags bad solutions and returns :class:`~flint.calibrate.aocal.AOSolutions` at full channel resolution.
+StEFCal, references the phases, flags bad solutions and returns :class:`~flint.calibrate.aocal.AOSolutions`
+(one solution per channel group, mapped to every channel).
 """
 
 from __future__ import annotations
@@ -243,11 +244,11 @@ def solve_ms(layout: MSLayout, spec: SolveSpec) -> SolveOutcome:
     if n_not_conv:
         logger.warning("%s: %d solution cells did not converge in %d iterations; flagged", layout.path, n_not_conv, spec.max_iter)
     rms_before, rms_after = _rms(sums[0], sums[1]), _rms(sums[2], sums[3])
-    # (interval, group, pol, ant) -> (interval, ant, chan, pol)
+    # (interval, group, pol, ant) -> (interval, ant, group, pol); channels share their group's
+    # solution (not expanded: 10 h of 10 s solutions at 288 channels would be 2.4 GB per channel)
     group_of_chan = np.searchsorted(starts, np.arange(nc), side="right") - 1
-    full = gains[:, group_of_chan].transpose(0, 3, 1, 2)
-    sols = AOSolutions.from_gains(full, start_time=t0, end_time=t1)
-    n_flagged = int(sols.flagged.sum())
+    sols = AOSolutions.from_gains(gains.transpose(0, 3, 1, 2), start_time=t0, end_time=t1, channel_group=group_of_chan)
+    n_flagged = sols.n_flagged
     seconds = time.perf_counter() - t_start
     logger.info(
         "%s: solved %d x %d x %d gains (%d block(s)) from %d visibilities in %.2f s (%d iterations); "

@@ -373,6 +373,7 @@ def correct_visibilities(
     a1: NDArray[np.integer],
     a2: NDArray[np.integer],
     corr_types: list[int],
+    channel_group: NDArray[np.integer] | None = None,
 ) -> tuple[NDArray[np.complex64], NDArray[np.bool_]]:
     """Apply Jones matrices: ``V' = J_a1^-1 V J_a2^-H`` for every row.
 
@@ -381,11 +382,14 @@ def correct_visibilities(
     vis
         ``(row, chan, corr)`` visibilities with linear correlations.
     jones
-        ``(interval, antenna, chan, 2, 2)`` solutions.
+        ``(interval, antenna, chan, 2, 2)`` solutions (``chan``: channel group with ``channel_group``).
     interval, a1, a2
         Solution interval and antennas of each row.
     corr_types
         casacore codes of the correlations (XX XY YX YY, or XX YY).
+    channel_group
+        Index into ``jones``' channel axis of each channel (solutions shared by channel
+        groups, inverted once per group); ``None``: one per channel.
 
     Returns
     -------
@@ -397,12 +401,13 @@ def correct_visibilities(
     full = corr_types == [9, 10, 11, 12]
     diag = not (np.any(jones[..., 0, 1] != 0) or np.any(jones[..., 1, 0] != 0))
     out = np.zeros(vis.shape, dtype=np.complex64)
+    chans = slice(None) if channel_group is None else np.asarray(channel_group)
     with np.errstate(divide="ignore", invalid="ignore"):
         if diag or not full:
             # (int, ant, chan, 2), inverted in double precision; applied in single (as the data are stored)
             inv = np.stack([1.0 / jones[..., 0, 0], 1.0 / jones[..., 1, 1]], axis=-1).astype(np.complex64)
-            i1 = inv[interval, a1]
-            i2 = np.conj(inv[interval, a2])
+            i1 = inv[interval, a1][:, chans]
+            i2 = np.conj(inv[interval, a2])[:, chans]
             out[..., x] = vis[..., x] * (i1[..., 0] * i2[..., 0])
             out[..., y] = vis[..., y] * (i1[..., 1] * i2[..., 1])
             if full:
@@ -415,8 +420,8 @@ def correct_visibilities(
             safe = np.where((np.abs(det) > 0)[..., None, None], safe, np.eye(2))
             inv_all = np.linalg.inv(safe)
             inv_all[~(ok & (np.abs(det) > 0))] = np.nan
-            j1 = inv_all[interval, a1]
-            j2 = np.conj(np.swapaxes(inv_all[interval, a2], -1, -2))
+            j1 = inv_all[interval, a1][:, chans]
+            j2 = np.conj(np.swapaxes(inv_all[interval, a2], -1, -2))[:, chans]
             v = vis.reshape(*vis.shape[:-1], 2, 2)
             out[:] = (j1 @ v @ j2).reshape(vis.shape)
     bad = ~np.all(np.isfinite(out), axis=-1)

@@ -96,14 +96,15 @@ def apply_solutions(
     chunk = max(1, rows_per_chunk(layout, 48))
     flagged0 = flagged1 = 0
     total = 0
-    any_bad = bool(sols.flagged.any())
-    jones = sols.jones
+    any_bad = sols.n_flagged > 0
+    jones, group = sols.grouped_jones, sols.channel_group
     # A chunk's rows fall in a few solution intervals: give the solver only those, as it inverts
     # every interval it is given (with all of them, each chunk cost grew with the number of
     # intervals and the apply's time with its square: self-cal at 10 s intervals took 7x the
     # time for 4x the integrations). Diagonal solutions only, so the subset takes the same
     # branch of correct_visibilities as the whole set (same bytes); full-Jones sets go whole.
-    subset = jones.shape[0] > 1 and not (np.any(jones[..., 0, 1] != 0) or np.any(jones[..., 1, 0] != 0))
+    # Channels sharing a solution (self-cal) are inverted once per group.
+    subset = jones.shape[0] > 1 and sols.diagonal
     with open_table(layout.path, mode="rw") as tab:
         rewrite_flags = flag_bad_solutions and any_bad
         with ReplaceColumn(tab, output_column, like=data_column) as tmp:
@@ -118,7 +119,7 @@ def apply_solutions(
                         used, iv = np.unique(iv, return_inverse=True)
                         jc = jones[used]
                     corrected, bad = _solver.correct_visibilities(
-                        d[data_column], jc, iv, d["ANTENNA1"], d["ANTENNA2"], layout.corr_types
+                        d[data_column], jc, iv, d["ANTENNA1"], d["ANTENNA2"], layout.corr_types, group
                     )
                     tab.putcol(tmp, corrected, startrow=rng[0], nrow=rng[1])
                     flags = d["FLAG"]

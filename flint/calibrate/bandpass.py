@@ -265,7 +265,9 @@ def _residuals(layout: MSLayout, sols: AOSolutions, spectrum: Any, column: str) 
 
     def transform(d: dict[str, Any]) -> tuple[Any, Any]:
         iv = sols.interval_of(d["TIME"], layout.times)
-        res, bad = _solver.correct_visibilities(d[column], sols.jones, iv, d["ANTENNA1"], d["ANTENNA2"], layout.corr_types)
+        res, bad = _solver.correct_visibilities(
+            d[column], sols.grouped_jones, iv, d["ANTENNA1"], d["ANTENNA2"], layout.corr_types, sols.channel_group
+        )
         res[..., x] -= spectrum.astype(np.float32)
         res[..., y] -= spectrum.astype(np.float32)
         res[bad] = 0

@@ -246,9 +246,10 @@ def load_solutions(
         loaded = _read_casa(path)
     sols = loaded.solutions
     if n_channels is not None and sols.n_channels == 1 and n_channels > 1:
-        jones = np.repeat(sols.jones, n_channels, axis=2)
         loaded = LoadedSolutions(
-            solutions=AOSolutions(jones=jones, start_time=sols.start_time, end_time=sols.end_time),
+            solutions=AOSolutions(
+                sols.grouped_jones, sols.start_time, sols.end_time, channel_group=np.zeros(n_channels, dtype=np.int64)
+            ),
             kind=loaded.kind,
             beam=loaded.beam,
         )

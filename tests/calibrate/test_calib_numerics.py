@@ -221,3 +221,68 @@ def test_interval_mapping() -> None:
     zero = AOSolutions(np.ones((2, 1, 1, 2, 2), complex))
     times = np.arange(6.0)
     np.testing.assert_array_equal(zero.interval_of(times, times), [0, 0, 0, 1, 1, 1])
+
+
+# --------------------------------------------------------------------------- solutions shared by channel groups
+def _grouped(seed: int = 4) -> tuple[AOSolutions, np.ndarray]:
+    """3 intervals x 4 antennas x 7 channels in groups [0 0 0 1 1 2 2]; one flagged cell."""
+    rng = np.random.default_rng(seed)
+    gains = rng.standard_normal((3, 4, 3, 2)) + 1j * rng.standard_normal((3, 4, 3, 2))
+    gains[2, 1, 1, 0] = np.nan
+    group = np.array([0, 0, 0, 1, 1, 2, 2])
+    return AOSolutions.from_gains(gains, 10.0, 40.0, channel_group=group), group
+
+
+def test_grouped_solutions_expand_to_channels() -> None:
+    sols, group = _grouped()
+    assert (sols.n_intervals, sols.n_antennas, sols.n_channels, sols.n_groups) == (3, 4, 7, 3)
+    assert sols.jones.shape == (3, 4, 7, 2, 2)
+    np.testing.assert_array_equal(sols.jones, sols.grouped_jones[:, :, group])
+    np.testing.assert_array_equal(sols.gains[..., 0], sols.grouped_jones[:, :, group, 0, 0])
+    # the flagged cell of group 1 flags its two channels
+    assert sols.n_flagged == int(sols.flagged.sum()) == 2
+    np.testing.assert_array_equal(np.flatnonzero(sols.flagged[2, 1]), [3, 4])
+    # an identity map is the same as none
+    assert AOSolutions(sols.jones, channel_group=np.arange(7)).n_groups == 7
+
+
+@pytest.mark.parametrize("group", [np.array([0, 3]), np.array([-1, 0]), np.zeros((2, 2), int)])
+def test_bad_channel_group_is_one_error(group: np.ndarray) -> None:
+    with pytest.raises(FlintInputError, match="channel_group"):
+        AOSolutions(np.ones((1, 2, 3, 2, 2), complex), channel_group=group)
+
+
+def test_grouped_solutions_write_per_channel_and_read_back_grouped(tmp_path: Path) -> None:
+    """The file holds every channel (as AO calibrate's readers expect); the reader finds the groups again."""
+    sols, group = _grouped()
+    path = write_solutions(tmp_path / "g.bin", sols)
+    assert path.stat().st_size == 48 + 3 * 4 * 7 * 4 * 16
+    per_channel = np.frombuffer(path.read_bytes()[48:], dtype="<c16").reshape(3, 4, 7, 2, 2)
+    np.testing.assert_array_equal(per_channel, sols.jones)
+    back = read_solutions(path)
+    assert back.n_groups == 3
+    np.testing.assert_array_equal(back.channel_group, group)
+    np.testing.assert_array_equal(back.jones, sols.jones)
+    # a per-channel file whose channels all differ stays per channel
+    rng = np.random.default_rng(1)
+    distinct = AOSolutions(rng.standard_normal((2, 3, 5, 2, 2)) + 0j)
+    assert read_solutions(write_solutions(tmp_path / "d.bin", distinct)).n_groups == 5
+    # channels equal in one interval but not in another are not grouped
+    j = np.ones((2, 1, 2, 2, 2), complex)
+    j[1, 0, 1] = 2.0
+    assert read_solutions(write_solutions(tmp_path / "e.bin", AOSolutions(j))).n_groups == 2
+
+
+@pytest.mark.parametrize("corr", [[9, 12], [9, 10, 11, 12]])
+def test_grouped_correction_equals_the_per_channel_one(corr: list[int]) -> None:
+    """Correcting with the groups and their map gives the bytes of correcting with the expanded solutions."""
+    sols, group = _grouped()
+    rng = np.random.default_rng(5)
+    a1, a2 = np.triu_indices(4, k=1)
+    iv = rng.integers(0, 3, len(a1))
+    vis = (rng.standard_normal((len(a1), 7, len(corr))) + 1j * rng.standard_normal((len(a1), 7, len(corr)))).astype(np.complex64)
+    want, want_bad = _solver.correct_visibilities(vis, sols.jones, iv, a1, a2, corr)
+    got, got_bad = _solver.correct_visibilities(vis, sols.grouped_jones, iv, a1, a2, corr, sols.channel_group)
+    np.testing.assert_array_equal(got_bad, want_bad)
+    np.testing.assert_array_equal(got, want)
+    assert want_bad.any()  # the flagged cell is exercised

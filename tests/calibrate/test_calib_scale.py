@@ -98,6 +98,11 @@ def test_selfcal_accumulator_does_not_grow_with_intervals(field_with_model: MS) 
         out = _solve(field_with_model, interval, budget=budget, chans=1, phase_only=True)
         sizes[out.solutions.n_intervals] = out.accumulator_bytes
     assert sorted(sizes) == [2, 5, 30]
+    # one solution across the band (self-cal's default) is held once per interval, not per channel
+    band = _solve(field_with_model, 10.0, budget=budget, chans=None, phase_only=True).solutions
+    assert (band.n_groups, band.n_channels) == (1, 12)
+    assert band.grouped_jones.nbytes == 30 * 36 * 1 * 4 * 16
+    np.testing.assert_array_equal(band.channel_group, np.zeros(12))
     per = Accumulator.bytes_per_interval(36, 12)
     assert all(v == n * per for n, v in sizes.items())  # small grids: all intervals fit in one block
     # at ASKAP size (36 antennas, 288 channels, per-channel solutions) one interval is ~36 MB:

@@ -218,3 +218,20 @@ def test_subtract_wsclean_failure_leaves_no_column(tmp_path: Path, imaged: Image
     assert "exited with status 3" in err and "predict went wrong" in err and "Traceback" not in err
     assert _columns(ms) == before
     assert not list(tmp_path.glob(".*.predict"))
+
+
+@pytest.mark.parametrize(
+    ("per_channel", "reorder", "flag"),
+    [(False, "auto", "-no-reorder"), (True, "auto", "-reorder"), (False, "yes", "-reorder"), (True, "no", "-no-reorder")],
+)
+def test_predict_argv_reorders_only_channel_models(per_channel: bool, reorder: str, flag: str) -> None:
+    """One model image is predicted in one pass: not reordered (WSClean would map its whole temporary model file)."""
+    from flint.subtract import ModelImages, SubtractOptions, predict_argv
+
+    paths = tuple(Path(f"m.ch{i:04d}.model.fits") for i in range(3 if per_channel else 1))
+    models = ModelImages(paths=paths, per_channel=per_channel)
+    argv = predict_argv(Path("x.ms"), models, Path("/w/model"), SubtractOptions(reorder=reorder, abs_mem_gb=0.5), (64, 64), 4.0)  # type: ignore[arg-type]
+    assert flag in argv and ({"-reorder", "-no-reorder"} - {flag}).isdisjoint(argv)
+    assert argv[argv.index("-abs-mem") + 1] == "0.5"
+    assert argv[-1] == "x.ms"
+    assert "-abs-mem" not in predict_argv(Path("x.ms"), models, Path("/w/model"), SubtractOptions(), (64, 64), 4.0)
