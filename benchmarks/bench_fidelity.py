@@ -244,7 +244,7 @@ def run_config(name: str, sim_kind: str, cal_kind: str, strategy: Strategy, work
     rows = []
     prev: list[Path] = []
     for r in strategy.rounds:
-        images = []
+        images, outers = [], []
         for b, ms in enumerate(mss):
             if r > 0:
                 mss[b] = ms = run_selfcal(ms, strategy.options_for("selfcal", r)).ms  # type: ignore[arg-type]
@@ -254,8 +254,10 @@ def run_config(name: str, sim_kind: str, cal_kind: str, strategy: Strategy, work
             if r > 0 and "masking" in strategy.tools:
                 mask = make_clean_mask(prev[b], strategy.options_for("masking", r), output=cdir / f"beam{b:02d}.round{r}.mask.fits")  # type: ignore[arg-type]
                 wopts = wopts.with_options(fits_mask=mask.mask)
-            images.append(run_imaging(ms, wopts, out_dir=cdir, round=r).image)  # type: ignore[arg-type]
-        prev = images
+            res = run_imaging(ms, wopts, out_dir=cdir, round=r)  # type: ignore[arg-type]
+            images.append(res.image)
+            outers.append(res.outer_image or res.image)
+        prev = outers
         sky = field.sky_csv if sim_kind != "noise" else None
         nums = round_numbers(images, strategy, r, mss, sky, cdir)
         nums.update(config=name, round=r, seconds=time.perf_counter() - t0)

@@ -123,7 +123,7 @@ def image_like_flow(ms: Any, strat: Any, round: int, out: Path | str, previous: 
     options = strat.options_for("wsclean", round)
     if previous is not None and "masking" in strat.tools:
         mask_path = Path(out) / f"{product_base(ms, round)}.mask.fits"
-        mask = make_clean_mask(previous.image, strat.options_for("masking", round), output=mask_path)
+        mask = make_clean_mask(previous.outer_image or previous.image, strat.options_for("masking", round), output=mask_path)
         options = options.with_options(fits_mask=mask.mask)
     return run_imaging(ms, options, out_dir=out, round=round)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,8 @@ def collect_products(
     needed = [f for f in files if f.chan is None or f.kind in keep_chan | cube_kinds]
     _require_made(needed, where, argv)
     staged: dict[str, Path] = {}
+    if o.outer_size is not None:
+        staged.update(_cut_to_size(name, needed, o, base))
     for f in needed:
         if f.chan is None or f.kind in keep_chan:
             staged[product_key(f, o.pols)] = f.path
@@ -163,6 +166,44 @@ def collect_products(
         os.replace(src, dst)
         finals[key] = dst
     return finals
+
+
+def _cut_to_size(name: Path, files: Sequence[WSCleanFile], o: WSCleanOptions, base: str) -> dict[str, Path]:
+    """Cut WSClean's ``outer_size`` images to ``size`` around the centre, in place; return the
+    kept whole-field restored image (``[<pol>.]outer.image``), copied before the cut.
+
+    The clean models stay whole: they are the sky model ``flint subtract`` predicts, and the
+    sources outside ``size`` belong in it."""
+    kept: dict[str, Path] = {}
+    first = o.pols[0]
+    for f in files:
+        if f.chan is None and f.kind == "image" and f.pol == first:
+            key = "outer.image" if o.pols == ("I",) else f"{first.lower()}.outer.image"
+            kept[key] = name.parent / f"{base}.{key}.fits"
+            shutil.copyfile(f.path, kept[key])
+        if f.kind != "model":
+            cut_fits(f.path, o.size)
+    return kept
+
+
+def cut_fits(path: Path, size: int) -> None:
+    """Replace a FITS image by its central ``size`` x ``size`` pixels (CRPIX moved with them).
+
+    The cut keeps WSClean's centre pixel (``N / 2 + 1``, 1-based) at ``size / 2 + 1``: the
+    pixel grid, and so every source's pixel position relative to the centre, is unchanged.
+    """
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        header, data = hdul[0].header.copy(), hdul[0].data
+        ny, nx = data.shape[-2:]
+        y0, x0 = (ny - size) // 2, (nx - size) // 2
+        cut = np.ascontiguousarray(data[..., y0 : y0 + size, x0 : x0 + size])
+    header["CRPIX1"] = header["CRPIX1"] - x0
+    header["CRPIX2"] = header["CRPIX2"] - y0
+    tmp = path.with_name(path.name + ".cut")
+    fits.PrimaryHDU(cut, header).writeto(tmp, overwrite=True)
+    os.replace(tmp, path)
 
 
 def _require_made(files: Sequence[WSCleanFile], where: str | os.PathLike[str], argv: Sequence[str]) -> None:

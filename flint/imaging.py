@@ -88,6 +88,13 @@ class WSCleanOptions(BaseOptions):
 
     size: int = Field(default=1536, ge=16, le=65536)
     """Image width and height in pixels."""
+    outer_size: int | None = Field(default=None, ge=16, le=65536)
+    """Pixels (width and height) WSClean images and cleans, larger than ``size``; the products
+    are then cut to ``size`` around the centre (the clean models stay whole: the sky model
+    ``flint subtract`` predicts), and the restored image of the whole field is
+    kept as ``<base>.outer.image.fits`` (the next round's clean mask is made from it). A bright
+    source outside ``size`` but inside ``outer_size`` is cleaned and in ``MODEL_DATA``, instead
+    of leaving its sidelobes in the image and self-cal's data unmodelled. ``None``: image ``size``."""
     scale_arcsec: float = Field(default=4.0, gt=0.0)
     """Pixel size (arcsec); about a third of the restoring beam's minor axis."""
     weight: Literal["briggs", "uniform", "natural"] = "briggs"
@@ -217,6 +224,10 @@ class WSCleanOptions(BaseOptions):
             raise ValueError(f"channel_range must be 0 <= start < end (end exclusive), got {self.channel_range} (--channel-range)")
         if self.cube and self.channels_out < 2:
             raise ValueError("cube needs channels_out >= 2 (--channels-out N)")
+        if self.outer_size is not None and (self.outer_size <= self.size or (self.outer_size - self.size) % 2):
+            raise ValueError(
+                f"outer_size {self.outer_size} must exceed size {self.size} by an even number of pixels (--outer-size {self.size + 512})"
+            )
         if self.divergence_limit is not None and 0 < self.divergence_limit < 1:
             raise ValueError(f"divergence_limit must be >= 1 (or 0: no check), got {self.divergence_limit:g} (--divergence-limit 4)")
         return self
@@ -281,6 +292,12 @@ class ImagingResult:
     ``None``: no retry."""
 
     @property
+    def outer_image(self) -> Path | None:
+        """The restored image of the whole ``outer_size`` field (``None``: WSClean imaged ``size``);
+        the next round's clean mask is made from it."""
+        return next((p for k, p in sorted(self.files.items()) if k.endswith("outer.image")), None)
+
+    @property
     def products(self) -> dict[str, Path]:
         """Key -> path of every product written (kind -> path for a plain Stokes-I image)."""
         if self.files:
@@ -335,7 +352,8 @@ def wsclean_argv(
     """
     o = options
     argv: list[str] = [binary or o.binary, "-name", os.fspath(name)]
-    argv += ["-size", str(o.size), str(o.size), "-scale", f"{_num(o.scale_arcsec)}asec"]
+    n = o.outer_size or o.size
+    argv += ["-size", str(n), str(n), "-scale", f"{_num(o.scale_arcsec)}asec"]
     argv += ["-weight", o.weight] + ([_num(o.robust)] if o.weight == "briggs" else [])
     argv += ["-niter", str(o.niter), "-nmiter", str(o.nmiter)]
     if o.niter == 0:  # no deconvolution: WSClean writes the PSF only when asked
@@ -623,10 +641,27 @@ def prepare_imaging(
     require_columns(handle, column)
     if opts.fits_mask is not None and not Path(opts.fits_mask).is_file():
         raise FlintInputError(f"--fits-mask {opts.fits_mask} does not exist; give an existing FITS mask")
+    if opts.fits_mask is not None:
+        _require_mask_size(Path(opts.fits_mask), opts.outer_size or opts.size, opts.outer_size is not None)
     if not force:
         _require_sky_frame(handle)
     _require_uv_coverage(handle)
     return column, find_wsclean(opts)
+
+
+def _require_mask_size(mask: Path, n: int, outer: bool) -> None:
+    """A FITS mask must have the pixels WSClean images (it refuses another size late, after reordering)."""
+    from astropy.io import fits
+
+    try:
+        header = fits.getheader(mask)
+    except OSError as exc:
+        raise FlintInputError(f"--fits-mask {mask}: not a readable FITS file ({exc})") from exc
+    shape = (header.get("NAXIS1"), header.get("NAXIS2"))
+    if shape != (n, n):
+        what = f"--outer-size {n}" if outer else f"--size {n}"
+        hint = "; make it from the previous round's .outer.image.fits" if outer else ""
+        raise FlintInputError(f"--fits-mask {mask} is {shape[0]} x {shape[1]} pixels but WSClean images {n} x {n} ({what}){hint}")
 
 
 @contextlib.contextmanager

@@ -95,6 +95,9 @@ def _mask_from_previous_round(path: Path, out_dir: Path | None, round: int, mask
     ms = MS.cast(path)
     folder = out_dir if out_dir is not None else ms.path.parent
     previous = folder / f"{product_base(ms, round - 1)}.image.fits"
+    outer = folder / f"{product_base(ms, round - 1)}.outer.image.fits"  # the whole field, with --outer-size
+    if outer.is_file():
+        previous = outer
     if not previous.is_file():
         raise FlintInputError(
             f"{previous}: no such image; round {round} of the strategy cleans inside a mask made from round "

@@ -230,7 +230,7 @@ def image_task(
         from flint.masking import make_clean_mask
 
         out = Path(out_dir) / f"{product_base(_ms(ms), round)}.mask.fits"
-        mask = make_clean_mask(_path(mask_from, "image"), mask_options, output=out)
+        mask = make_clean_mask(_path(mask_from, "outer_image", "image"), mask_options, output=out)
         options = options.with_options(fits_mask=mask.mask)
     result = run_imaging(_ms(ms), options, out_dir=out_dir, round=round)
     stage_log(out_dir, "image", label)

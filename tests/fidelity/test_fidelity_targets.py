@@ -68,7 +68,7 @@ def _chain(bandpass: list[Path], field: list[Path], out: Path, flag: bool = Fals
         mss.append(ms)
     prev: list[Path] = []
     for r in strat.rounds:
-        images = []
+        images, outers = [], []
         for b, ms in enumerate(mss):
             if r > 0:
                 sc = strat.options_for("selfcal", r)
@@ -80,9 +80,11 @@ def _chain(bandpass: list[Path], field: list[Path], out: Path, flag: bool = Fals
                 mopts = strat.options_for("masking", r)
                 assert isinstance(mopts, MaskingOptions)
                 wopts = wopts.with_options(fits_mask=make_clean_mask(prev[b], mopts, output=out / f"b{b}.r{r}.mask.fits").mask)
-            images.append(run_imaging(ms, wopts, out_dir=out, round=r).image)
-        prev = images
-    conv = run_convol(prev, ConvolOptions(out_dir=out))
+            res = run_imaging(ms, wopts, out_dir=out, round=r)
+            images.append(res.image)
+            outers.append(res.outer_image or res.image)  # masks from the whole field (outer_size)
+        prev = outers
+    conv = run_convol(images, ConvolOptions(out_dir=out))
     lopts = strat.options_for("linmos", strat.n_rounds)
     assert isinstance(lopts, LinmosOptions)
     mosaic = run_linmos(conv.images, lopts, output=out / "mosaic.linmos.fits")
