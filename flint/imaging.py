@@ -94,7 +94,9 @@ class WSCleanOptions(BaseOptions):
     ``flint subtract`` predicts), and the restored image of the whole field is
     kept as ``<base>.outer.image.fits`` (the next round's clean mask is made from it). A bright
     source outside ``size`` but inside ``outer_size`` is cleaned and in ``MODEL_DATA``, instead
-    of leaving its sidelobes in the image and self-cal's data unmodelled. ``None``: image ``size``."""
+    of leaving its sidelobes in the image and self-cal's data unmodelled. Briggs and uniform
+    weights are gridded on the uv cells of a ``size`` image (``-super-weight outer_size / size``),
+    so the weighting and the beam stay those of the kept image. ``None``: image ``size``."""
     scale_arcsec: float = Field(default=4.0, gt=0.0)
     """Pixel size (arcsec); about a third of the restoring beam's minor axis."""
     weight: Literal["briggs", "uniform", "natural"] = "briggs"
@@ -355,6 +357,10 @@ def wsclean_argv(
     n = o.outer_size or o.size
     argv += ["-size", str(n), str(n), "-scale", f"{_num(o.scale_arcsec)}asec"]
     argv += ["-weight", o.weight] + ([_num(o.robust)] if o.weight == "briggs" else [])
+    if o.outer_size is not None and o.weight != "natural":
+        # the weights are gridded on cells of 1 / (imaged field): keep the cell of a `size` image,
+        # so the weighting (and the beam) are those of the kept image, not of the wider field
+        argv += ["-super-weight", f"{o.outer_size / o.size:.6g}"]
     argv += ["-niter", str(o.niter), "-nmiter", str(o.nmiter)]
     if o.niter == 0:  # no deconvolution: WSClean writes the PSF only when asked
         argv += ["-make-psf"]
