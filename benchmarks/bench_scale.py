@@ -583,7 +583,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--wsclean-size", type=int, default=None, help="pixels of the WSClean image (image stage)"
     )
-    ap.add_argument("--abs-mem-gb", type=float, default=4.0, help="WSClean -abs-mem (image stage)")
+    ap.add_argument(
+        "--abs-mem-gb",
+        type=float,
+        default=0.5,
+        help="WSClean -abs-mem (image and subtract stages). The default is below what the smallest size's data "
+        "need, so both sizes run in the regime of a real beam (22 GB of DATA against any node's cap): WSClean "
+        "keeps data in memory up to the cap, and at a cap above the data it grows with them until the cap",
+    )
     ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     ap.add_argument(
         "--workers",
