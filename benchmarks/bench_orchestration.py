@@ -24,7 +24,7 @@ On one simulated field (``--n-beams``, default 2, one self-cal round, images of
 Usage::
 
     .venv/bin/python benchmarks/bench_orchestration.py [--n-beams 2] [--image-size 1024]
-        [--pixel-arcsec 6] [--repeats 3] [--work-dir DIR] [--api-url URL] [--overhead-only]
+        [--pixel-arcsec 6] [--repeats 3] [--work-dir DIR] [--api-url URL] [--overhead-only | --efficiency-only]
 
 The machine is shared: the script prints its load average; rerun when it was busy.
 """
@@ -286,6 +286,32 @@ def _overhead_only(session_cls: Any, api: str, params: Callable[[str], dict[str,
     print(f"\nload average (1 min) at the start and after each measurement: {', '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} CPUs")
 
 
+def _efficiency_only(session_cls: Any, start_server: Any, args: Any, params: Callable[[str], dict[str, Any]], work: Path,
+                     loads: list[float]) -> None:
+    """(c) alone: the continuum flow on warm 2- and 1-worker clusters, T1 / (2 x T2)."""
+    if args.api_url:
+        api, stop = args.api_url, (lambda: None)
+    else:
+        info, stop = start_server()
+        api = info.api_url
+    try:
+        with session_cls(_cluster(2), api_url=api) as s2:
+            flow2, h2 = flow_run(s2, params("flow2"))
+            loads.append(os.getloadavg()[0])
+        _drop(work / "flow2", args.keep)
+        print(f"flow on 2 workers: {flow2:.1f} s", flush=True)
+        flow1, _, h1 = _flow1(session_cls, api, params, work, args, loads)
+    finally:
+        stop()
+    span1, span2 = per_beam_span(h1), per_beam_span(h2)
+    print(f"\n(c) parallel efficiency 1 -> 2 workers ({args.n_beams} beams)")
+    print(f"    whole flow: T1 {flow1:.1f} s, T2 {flow2:.1f} s -> {flow1 / (2 * flow2):.1%}")
+    print(f"    per-beam part: {span1:.1f} s vs {span2:.1f} s -> {span1 / (2 * span2):.1%} (target >= 90 %)")
+    print(f"\nload average (1 min) at the start and after each measurement: {', '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} CPUs")
+    if args.work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _drop(path: Path, keep: bool) -> None:
     """Delete a measurement's outputs (realistic sizes need many GB per run)."""
     if not keep:
@@ -304,6 +330,10 @@ def main() -> None:
     ap.add_argument(
         "--overhead-only", action="store_true",
         help="measure (a)'s 1-worker overhead only: skip the 2-process chains, the 2-worker flow and (b), (c)",
+    )
+    ap.add_argument(
+        "--efficiency-only", action="store_true",
+        help="measure (c)'s 1 -> 2 worker efficiency of the flow alone: no plain calls, no 2-process chains, no (b)",
     )
     ap.add_argument("--keep", action="store_true", help="keep every run's outputs (default: delete each after it is measured)")
     ap.add_argument("--work-dir", type=Path, default=None)
@@ -344,6 +374,8 @@ def main() -> None:
             "strategy": os.fspath(strategy),
         }
 
+    if args.efficiency_only:
+        return _efficiency_only(WarmSession, start_temporary_server, args, params, work, loads)
     # (a) plain calls: in a process with a Dask worker's thread limits (and, for information, in this one)
     stage_main: dict[str, float] = {}
     if not args.skip_main:
