@@ -138,13 +138,17 @@ class AOSolutions:
     @property
     def flagged(self) -> NDArray[np.bool_]:
         """``(interval, antenna, channel)``: any element of the Jones matrix is NaN."""
-        bad = ~np.all(np.isfinite(self._jones), axis=(-1, -2))
+        bad = self._flagged_groups()
         return bad if self._group is None else bad[:, :, self._group]
+
+    def _flagged_groups(self) -> NDArray[np.bool_]:
+        """``(interval, antenna, group)``: any element of the group's Jones matrix is NaN."""
+        return ~np.all(np.isfinite(self._jones), axis=(-1, -2))
 
     @property
     def n_flagged(self) -> int:
         """Flagged (interval, antenna, channel) cells, counted without expanding the groups."""
-        bad = ~np.all(np.isfinite(self._jones), axis=(-1, -2))
+        bad = self._flagged_groups()
         if self._group is None:
             return int(bad.sum())
         return int(np.sum(bad * np.bincount(self._group, minlength=self.n_groups)))
