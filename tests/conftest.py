@@ -126,10 +126,9 @@ def _xdist_group(item: pytest.Item, service_modules: set[str]) -> str:
     mod = getattr(item, "module", None)
     if any(getattr(v, "__name__", "") == "test_prefect_flows_shared" for v in vars(mod).values()) if mod else False:
         return "flows"  # the bandpass and continuum flows that module caches for the process
-    return Path(module).stem  # xdist appends the group to the node id: no "/" in it
+    return module
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (its hook turns them into node-id suffixes)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n 2 --dist loadgroup`` (what ``scripts/bootstrap.sh test`` runs).
 
