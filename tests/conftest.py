@@ -107,6 +107,47 @@ def artifacts_dir() -> Path:
     return d
 
 
+#: fixtures too costly to build twice: a test using one runs in that fixture's xdist group
+_COSTLY = {"pol_tutorial": "pol", "line_tutorial": "line"}
+#: real services started once per process: a module with a test using one is in group "services"
+_SERVICES = {"slurm_cluster", "postgres_server"}
+#: groups scheduled first (the longest; the README's test command runs two workers)
+_FIRST = ("services", "pol", "line", "flows")
+
+
+def _xdist_group(item: pytest.Item, service_modules: set[str]) -> str:
+    names = set(getattr(item, "fixturenames", ()))
+    for fixture, group in _COSTLY.items():
+        if fixture in names:
+            return group
+    module = item.nodeid.split("::", 1)[0]
+    if module in service_modules:
+        return "services"
+    mod = getattr(item, "module", None)
+    if any(getattr(v, "__name__", "") == "test_prefect_flows_shared" for v in vars(mod).values()) if mod else False:
+        return "flows"  # the bandpass and continuum flows that module caches for the process
+    return Path(module).stem  # xdist appends the group to the node id: no "/" in it
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (its hook turns them into node-id suffixes)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n 2 --dist loadgroup`` (what ``scripts/bootstrap.sh test`` runs).
+
+    A module's tests stay together in one process (its module fixtures are built once),
+    except that a test using a costly session fixture (tutorial 08's or 09's run) goes to
+    that fixture's group, with the other tests using it; every module with a test that uses
+    the SLURM or PostgreSQL fixture shares one group (one SLURM, one PostgreSQL), and so do
+    the modules sharing ``test_prefect_flows_shared``'s cached flow runs. The longest groups
+    are ordered first so that the two workers finish close together.
+    """
+    service_modules = {it.nodeid.split("::", 1)[0] for it in items if _SERVICES & set(getattr(it, "fixturenames", ()))}
+    groups = {id(it): _xdist_group(it, service_modules) for it in items}
+    for it in items:
+        it.add_marker(pytest.mark.xdist_group(groups[id(it)]))
+    rank = {g: i for i, g in enumerate(_FIRST)}
+    items.sort(key=lambda it: rank.get(groups[id(it)], len(rank)))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Ctrl-C reaches the processes the tests start as it does from a terminal.
 
