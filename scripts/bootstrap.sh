@@ -71,8 +71,8 @@ run_tests() {
   "$venv/bin/ruff" check .
   log "mypy"
   "$venv/bin/mypy"
-  # two worker processes (most tests keep one core busy: WSClean runs single-threaded in
-  # the test strategy); tests/conftest.py groups what must share a process
+  # two worker processes: much of the suite waits (servers, schedulers, subprocess start-up)
+  # rather than computes; tests/conftest.py groups what must share a process
   log "pytest (${FLINT_TEST_WORKERS:-2} workers)"
   "$venv/bin/python" -m pytest -n "${FLINT_TEST_WORKERS:-2}" --dist loadgroup "$@"
 }
