@@ -74,7 +74,7 @@ run_tests() {
   # two worker processes: much of the suite waits (servers, schedulers, subprocess start-up)
   # rather than computes; tests/conftest.py groups what must share a process
   log "pytest (${FLINT_TEST_WORKERS:-2} workers)"
-  "$venv/bin/python" -m pytest -n "${FLINT_TEST_WORKERS:-2}" --dist loadgroup "$@"
+  "$venv/bin/python" -m pytest -n "${FLINT_TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder "$@"
 }
 
 cmd="${1:-}"

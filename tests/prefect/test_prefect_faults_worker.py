@@ -6,9 +6,15 @@ SIGKILL together with its children (wsclean, ...), as if its node died; the nann
 replacement. Expected:
 
 * the flow completes;
-* every stage ran exactly once (stage-log markers): the killed worker's finished tasks
-  are recomputed by Dask but answered from Prefect's result cache, and the task it was
-  running is rerun once;
+* every stage ran exactly once (stage-log markers), with one allowed exception: the killed
+  worker's finished tasks are recomputed by Dask but answered from Prefect's result cache,
+  and the task it was running is rerun once. That task may already have written its
+  marker when the kill came, in the window between its marker (the task's last line) and
+  Prefect's commit of its result: then its stage appears twice, first from the killed
+  worker before the kill and then from a survivor after it. That is at-least-once
+  delivery, which no executor can avoid when a process dies; the identical products
+  below show the rerun is harmless. (Seen once in CI under load: the first image's
+  result was not yet committed 0.1 s after its marker.) Any other repeat fails;
 * the products are the same files as the undisturbed run (shared with
   test_prefect_flows.py): identical pixels and self-cal solutions (wsclean runs with one
   thread in the test strategy, which makes it reproducible) and the same catalogue, byte
@@ -97,6 +103,7 @@ def test_worker_killed_mid_flow(sim_bandpass: SimResult, sim_field: SimResult, t
                         victim = done[0][3]  # the worker that imaged first holds results and is busy again
                         killed["stages_before"] = len(read_stage_log(out))
                         killed["pids"] = _kill_tree(victim)
+                        killed["t"] = time.time()  # SIGKILL is sent: the victim logs nothing later
                         killed["pid"] = victim
                         return
                     time.sleep(0.1)
@@ -116,14 +123,21 @@ def test_worker_killed_mid_flow(sim_bandpass: SimResult, sim_field: SimResult, t
     print(f"\nkilled worker {killed['pid']} (+ children {killed['pids'][1:]}) after {killed['stages_before']} of {len(log)} stages")
     assert 0 < killed["stages_before"] < len(log), "the kill did not happen mid-flow"
     assert new_pids, "the nanny did not replace the killed worker"
-    after = log[killed["stages_before"] :]
-    assert all(e[3] != killed["pid"] for e in after), "the killed worker went on logging"
+    by_victim = [e for e in log if e[3] == killed["pid"]]
+    assert all(e[4] <= killed["t"] for e in by_victim), "the killed worker went on logging"
 
-    # each stage ran once, exactly as in the undisturbed run
+    # each stage ran once, as in the undisturbed run, but for the rerun of the task in flight
     counts = collections.Counter((e[0], e[1]) for e in log)
-    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+    repeated = {k: v for k, v in counts.items() if v > 1}
+    assert len(repeated) <= 1 and set(repeated.values()) <= {2}, repeated
+    for key in repeated:
+        first, second = [e for e in log if (e[0], e[1]) == key]
+        assert first == by_victim[-1], f"{key} repeated, but not the killed worker's last task: {first}"
+        assert second[3] != killed["pid"] and second[4] > killed["t"], f"{key}: the repeat is not a survivor's rerun: {second}"
+        print(f"{key} ran twice: its marker was written {killed['t'] - first[4]:.2f} s before the kill, its result not yet committed")
     ref_counts = collections.Counter((e[0], e[1]) for e in read_stage_log(reference["out"]))
-    assert counts == ref_counts
+    assert max(ref_counts.values()) == 1
+    assert set(counts) == set(ref_counts)
 
     # same product files; identical pixels and self-cal solutions; the same catalogue
     mine, ref = _products(out), _products(reference["out"])
