@@ -118,3 +118,28 @@ def test_peak_memory_is_set_by_the_chunk_not_the_data(tmp_path: Path) -> None:
     bound = 6 * chunk_mb + 30.0
     assert big - base < bound < data_mb, (base, small, big, data_mb)
     assert big - small < 15.0, (small, big)  # 6x the integrations: no growth beyond noise
+
+
+def test_noise_per_visibility_follows_the_radiometer_equation(tmp_path: Path) -> None:
+    """``noise_per_visibility``: 0.3 Jy at 1 MHz x 9.95 s, / sqrt(8) for an 8 MHz channel, / sqrt(2)
+    for twice the time; and a field simulated with it has that noise (measured in DATA: an empty
+    sky, so DATA is gains x noise; the sample's rms to 3 %, ~5000 values per part)."""
+    from flint.cli.demo import _POL_SIM
+    from flint.sim import noise_per_visibility, simulate_field
+
+    assert noise_per_visibility(1.0e6, 9.95) == pytest.approx(0.3, rel=1e-12)
+    assert noise_per_visibility(8.0e6, 9.95) == pytest.approx(0.3 / np.sqrt(8), rel=1e-12)
+    assert noise_per_visibility(1.0e6, 19.9) == pytest.approx(0.3 / np.sqrt(2), rel=1e-12)
+    assert _POL_SIM["noise_jy"] == pytest.approx(noise_per_visibility(8.0e6, 9.95), rel=1e-12)  # the pol demo's 8 MHz channels
+    with pytest.raises(ValueError, match="must be positive"):
+        noise_per_visibility(0.0, 9.95)
+    noise = noise_per_visibility(8.0e6, 9.95)
+    opts = SimOptions(n_beams=1, n_antennas=8, n_channels=20, channel_width_hz=8.0e6, n_times=9, n_sources=0, n_bright=0,
+                      noise_jy=noise, gain_amp_scatter=0.0, bandpass_ripple=0.0, rfi=False)
+    res = simulate_field(tmp_path / "sim", opts)
+    with table(str(res.ms_paths[0]), ack=False) as t:
+        xx = t.getcol("DATA")[:, :, 0]
+    gains = np.load(res.truth)["gains"][0]  # unit amplitude here: |g| = 1
+    np.testing.assert_allclose(np.abs(gains), 1.0, atol=1e-12)
+    for part in (xx.real, xx.imag):
+        assert np.std(part) == pytest.approx(noise, rel=0.03)

@@ -191,9 +191,11 @@ def _run_line(session: Any, opts: Any, field: Any, out: Path, strategy: str | No
     print(f"continuum_residual_over_noise: {val.continuum_residual_over_noise:.3f}")
 
 
-#: the polarisation demo's simulation: a polarised sky with leakage on ASKAP's 288 MHz band at ~888 MHz
+#: the polarisation demo's simulation: a polarised sky with leakage on ASKAP's 288 MHz band at ~888 MHz;
+#: the noise of an 8 MHz channel: ``flint.sim.noise_per_visibility(8e6, 9.95)`` (the default ``noise_jy``
+#: is a 1 MHz visibility's; flint.sim is not imported here, to keep the CLI quick to start)
 _POL_SIM = {"polarised": True, "n_channels": 36, "channel_width_hz": 8.0e6, "freq_start_hz": 748.0e6, "n_times": 20,
-            "n_sources": 15, "n_bright": 4, "bright_flux_jy": (1.0, 2.0)}
+            "n_sources": 15, "n_bright": 4, "bright_flux_jy": (1.0, 2.0), "noise_jy": 0.3 * (1.0e6 / 8.0e6) ** 0.5}
 _POL_SIZE = 512
 
 

@@ -82,17 +82,18 @@ def test_quv_rm_and_leakage_against_truth(demo: tuple[Path, str]) -> None:
     assert _printed(text, "leakage_after") == pytest.approx(score.leakage_after, abs=1e-5)
 
 
-@pytest.mark.xfail(reason="one of the seven bright-source ratios is 0.0003 past the 3 % line: with bicubic linmos "
-                   "I 0.991/0.988, Q 0.991/0.990, U 0.993/0.970 (+-0.005), V 0.992; the beam cubes before convol and linmos "
-                   "already read ~1 % low in I (0.988-0.996), and SIM0002's U is 1.8 % below its I in every imaging "
-                   "variant tried (Briggs 0.25 or natural, 1 or 0.5 sigma, niter 20000, 1024 px). The calibrated "
-                   "visibilities hold SIM0002 at I 0.995, U 0.990 of the truth: ~0.7 % of I and ~2 % of U are lost "
-                   "in imaging, cause not found", strict=False)
 def test_absolute_quv_fluxes_within_3_percent(demo: tuple[Path, str]) -> None:
     """I/Q/U/V of the bright polarised sources (a beam-shaped fit at the true position in every
     channel of the mosaic cubes) within 3 % of the truth. The cubes clean to 1 sigma inside
     WSClean's auto-mask: at 3 sigma up to ~120 mJy of a 1-2 Jy source stayed in the residual
-    and one beam's cube read 1-4 % low per channel (0.975-1.002 at 1 sigma)."""
+    and one beam's cube read 1-4 % low per channel (0.975-1.002 at 1 sigma).
+
+    Measured (2026-12-02, 8 MHz-channel noise of 0.106 Jy): I 0.984/0.990, Q 0.992/0.989,
+    U 0.996/0.983, V 0.993. With the 1 MHz value (0.3 Jy) in 8 MHz channels SIM0002's U read
+    0.970: a noise fluctuation, not an error of the chain. Truth-calibrated visibilities (the same
+    noise) gave 0.973 from one beam, noise-free data 0.990, and the fit's scatter at 200 empty
+    positions is 0.7 % at 0.3 Jy; at 1/sqrt(8) of the same noise draws the deficit shrank in
+    proportion (to 0.7 % below I)."""
     out, text = demo
     score = _score(out, text)
     print("flux ratios", score.flux_ratios)
@@ -102,7 +103,7 @@ def test_absolute_quv_fluxes_within_3_percent(demo: tuple[Path, str]) -> None:
 
 
 def test_the_tutorial_runs_the_demos_simulation(demo: tuple[Path, str], tmp_path: Path) -> None:
-    """``flint demo --pol`` (simulation only) writes the same truth as the tutorial the tests read.
+    """``flint demo --pol`` (simulation only) writes the same truth and data as the tutorial the tests read.
 
     The flows after it are the same calls with the same strategy (512 px of 6 arcsec, the
     on-dish XY-phase); the pol demo's full run is timed in the README, not repeated in CI.
@@ -118,3 +119,10 @@ def test_the_tutorial_runs_the_demos_simulation(demo: tuple[Path, str], tmp_path
         assert set(mine.files) == set(theirs.files), name
         for key in mine.files:
             np.testing.assert_array_equal(mine[key], theirs[key], err_msg=f"{name}:{key}")
+    # the same visibilities, noise included (the truth files do not hold the noise level)
+    from casacore.tables import table
+
+    for beam in (0, 1):
+        ms = f"SB101.SIM_FIELD.beam{beam:02d}.ms"
+        with table(str(tmp_path / "demo" / "data" / ms), ack=False) as a, table(str(out / "data" / ms), ack=False) as b:
+            np.testing.assert_array_equal(a.getcol("DATA", 0, 630), b.getcol("DATA", 0, 630), err_msg=ms)
