@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         help="make a clean mask from a restored image (for flint image --fits-mask)",
         description=(
             "Signal-to-noise islands of a restored image: pixels above --flood-snr in islands "
-            "that reach --seed-snr, eroded by the restoring beam's core (noise peaks and "
-            "islands smaller than the beam drop out). The noise is the local robust rms of "
+            "that reach --seed-snr, eroded by the restoring beam's core (it trims their edges; "
+            "an island it removes whole keeps its pixels above --seed-snr unless "
+            "--no-keep-seeds). The noise is the local robust rms of "
             "the residual image beside it (or of the image). Writes <stem>.mask.fits on the "
             "image's grid: pass it to the next round's imaging with --fits-mask."
         ),

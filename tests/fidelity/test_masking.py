@@ -180,3 +180,30 @@ def test_strategy_masking_tool_starts_in_round_1() -> None:
         parse_strategy({"rounds": {0: {"masking": {}}, 1: {}}})
     with pytest.raises(FlintConfigError, match=r"defaults\.masking.*--flood-snr"):
         parse_strategy({"defaults": {"masking": {"seed_snr": 3.0, "flood_snr": 4.0}}, "rounds": {1: {}}})
+
+
+def test_erosion_keeps_a_faint_source_narrower_than_the_restoring_beam(tmp_path: Path) -> None:
+    """A faint source that is mostly uncleaned flux has the dirty beam's core, narrower than the
+    restoring beam in the header. The erosion alone removes its island whole (it then stays out
+    of every later round's model, and its dirty-beam sidelobes become components of their own);
+    ``keep_seeds`` keeps its pixels above the seed level. A one-pixel spike is still dropped.
+    """
+    noise = _noise(11)
+    y, x = np.mgrid[0:N, 0:N].astype(float)
+    s = 2.0 * np.sqrt(2.0 * np.log(2.0))
+    # 8 sigma, 14" x 7" at PA 30 deg: the header's beam is 14" x 10"
+    th = np.radians(BEAM[2])
+    u = -np.sin(th) * (x - 128) + np.cos(th) * (y - 128)
+    v = np.cos(th) * (x - 128) + np.sin(th) * (y - 128)
+    narrow = np.exp(-0.5 * ((u / (BEAM[0] / PIX / s)) ** 2 + (v / (7.0 / PIX / s)) ** 2))
+    data = noise + 8.0 * NOISE * narrow + 50.0 * NOISE * _beam_image(60, 60)
+    data[200, 60] = 9.0 * NOISE  # a one-pixel spike
+    image = _write(tmp_path / "faint.image.fits", data)
+    residual = _write(tmp_path / "faint.residual.fits", noise)
+    dropped = np.squeeze(fits.getdata(make_clean_mask(image, MaskingOptions(keep_seeds=False), output=tmp_path / "a.fits", residual=residual).mask))
+    kept = np.squeeze(fits.getdata(make_clean_mask(image, MaskingOptions(), output=tmp_path / "b.fits", residual=residual).mask))
+    assert not _near(dropped, 128, 128) and _near(dropped, 60, 60)
+    assert _near(kept, 128, 128, r=1) and _near(kept, 60, 60)
+    assert kept[200, 60] == 0 and dropped[200, 60] == 0
+    # the kept pixels are the source's seed pixels only: the island above 5 sigma
+    assert 1 <= int(kept[120:137, 120:137].sum()) <= int((8.0 * narrow >= 5.0 - 1.5).sum())
