@@ -44,7 +44,8 @@ The default weighting is now Briggs 0.25 (was 0); the same seed after round 2 (2
     Briggs 0.25  1.40   1.59  0/11            1.00   0.985  33x11"   <- default
     Briggs 0.5   1.23   1.39  0/6             1.00   0.959  35x15"
 
-Since the clean mask keeps the seed pixels of islands its erosion removes whole (2026-12-03;
+Since the clean mask keeps the seed pixels of islands its erosion removes whole and linmos
+leaves out each image's outer 2 beams (2026-12-03; ``LinmosOptions.edge_beams``,
 ``MaskingOptions.keep_seeds``), the default strategy after round 2 reads n/th 1.70, inner
 spurious 0/12, completeness 22/22, flux 0.999 (the 2026-12-01 run: 1.72, 0/11, 1.00, 0.990).
 

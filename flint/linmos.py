@@ -100,6 +100,11 @@ class LinmosOptions(BaseOptions):
     """Projection of the mosaic grid."""
     trim: bool = True
     """Cut rows and columns without data from the mosaic's borders."""
+    edge_beams: float = Field(default=2.0, ge=0.0)
+    """Leave out each input image's pixels within this many restoring-beam major axes of its
+    edge (0: use them all). WSClean's restored image wraps around: a clean component on one
+    edge (the skirt of a source outside the image) is restored onto the opposite edge too,
+    where the primary-beam correction then amplifies it."""
     write_weight: bool = True
     """Also write the weight (inverse-variance) image."""
     pb_cube: Path | None = None
@@ -239,6 +244,9 @@ def run_linmos(
     noises: list[float] = []
     for path, freq in zip(paths, freqs, strict=True):
         img = read_image(path)
+        if opts.edge_beams > 0:
+            border = float(read_beam(img).major.to_value("deg")) / img.pixel_scale_deg * opts.edge_beams
+            img = dataclasses.replace(img, data=blank_edge(img.data, border))
         pb = primary_beam_image(img, opts, freq)
         sigma = robust_rms(img.data) if opts.noise == "mad" else 1.0
         if not np.isfinite(sigma) or sigma <= 0:
@@ -277,6 +285,24 @@ def run_linmos(
             wheader.remove(key, ignore_missing=True)
         wpath = write_image(weight_out, weight, wheader)
     return LinmosResult(mosaic=out, weight=wpath, noise_jy=tuple(noises))
+
+
+def blank_edge(plane: NDArray[Any], border: float) -> NDArray[np.float64]:
+    """A copy of ``plane`` (last two axes the image) with NaN within ``border`` pixels of its edge.
+
+    Examples
+    --------
+    >>> blank_edge(np.ones((6, 6)), 1.5)[:, 2].tolist()
+    [nan, nan, 1.0, 1.0, nan, nan]
+    """
+    out = np.array(plane, dtype=np.float64)
+    b = int(np.ceil(border))
+    if b > 0:
+        out[..., :b, :] = np.nan
+        out[..., -b:, :] = np.nan
+        out[..., :, :b] = np.nan
+        out[..., :, -b:] = np.nan
+    return out
 
 
 def _order(opts: LinmosOptions, bmin_arcsec: float, pixel_arcsec: float) -> str:
@@ -571,6 +597,11 @@ def _run_linmos_cube(paths: list[Path], opts: LinmosOptions, output: str | os.Pa
     pixel = min(i.info.wcs.celestial.proj_plane_pixel_scales()[0].to_value("arcsec") for i in items)
     order = _order(opts, float(bmin.min()) if bmin.size else 0.0, pixel)
     noises: list[list[float]] = [[] for _ in items]
+    borders = [
+        opts.edge_beams * float(np.nanmax(i.info.beams.bmaj_arcsec)) / i.info.wcs.celestial.proj_plane_pixel_scales()[0].to_value("arcsec")
+        if opts.edge_beams > 0 and i.info.beams is not None else 0.0
+        for i in items
+    ]
     with contextlib.ExitStack() as stack:
         readers = [stack.enter_context(CubeReader(i.info.path, i.info)) for i in items]
         i_readers = [
@@ -598,6 +629,8 @@ def _run_linmos_cube(paths: list[Path], opts: LinmosOptions, output: str | os.Pa
                     rows, planes, pbs, sigmas = [], [], [], []
                     for j, (c, resp, i_plane) in enumerate(zip(chans, resps, i_planes, strict=True)):
                         plane = reader.plane(c, p)
+                        if borders[k] > 0:
+                            plane = blank_edge(plane, borders[k])
                         sigma = robust_rms(plane) if opts.noise == "mad" else 1.0
                         if not np.isfinite(sigma) or sigma <= 0:
                             logger.warning("%s: channel %d Stokes %s is blank; left out", item.info.path.name, c, _names([code]))

@@ -162,7 +162,8 @@ def test_default_strategy_fidelity_against_truth(default_chain: dict[str, Any], 
     """Targets of issue 13 on the default strategy.
 
     Measured here (2026-12-03, bicubic linmos, the clean mask keeping faint sources that the
-    erosion used to drop): noise/thermal 1.700, inner spurious 0/12, completeness 22/22, flux
+    erosion used to drop; linmos leaving out each image's outer 2 beams): noise/thermal 1.701,
+    inner spurious 0/12, completeness 22/22, flux
     ratio 0.999; no unmatched inner component in the catalogue at all. Before that mask change
     (2026-12-01): 1.721, 0/11, 21/21, 0.991, and with 2048-pixel images 1/13: a 14 mJy source
     eroded out of every clean mask stayed uncleaned, and its dirty-beam sidelobe 36" away was
@@ -208,9 +209,10 @@ def test_fidelity_holds_on_rfi_and_closepack_data(variant: tuple[str, SimOptions
     AOFlagger in the bandpass and after apply) and on a 6-beam closepack field.
 
     Measured (2026-12-03, bicubic linmos, faint sources kept in the clean masks): rfi
-    noise/thermal 1.711, inner spurious 0/12, completeness 22/22, flux ratio 1.001;
-    closepack6 1.645, 0/11, 22/22, 0.994; neither has an unmatched inner component in the
-    catalogue at all (outside the inner region closepack6 has 22 of 59, README). Before the mask change closepack6 read 1/10: a 5.1 sigma blob in
+    noise/thermal 1.713, inner spurious 0/12, completeness 22/22, flux ratio 1.001;
+    closepack6 1.649, 0/12, 22/22, 0.994 (linmos leaving out each image's outer 2 beams);
+    neither has an unmatched inner component in the catalogue at all (outside the inner
+    region closepack6 has 16 of 47 at 5-7.7 sigma, README). Before the mask change closepack6 read 1/10: a 5.1 sigma blob in
     beam 3's image, where a 0.59 Jy source 1.02 deg from the beam centre lies outside the
     image and its sidelobes add 0.7 mJy; with the faint sources cleaned the residual there
     no longer reaches 5 sigma (README, "Image fidelity").
