@@ -222,6 +222,9 @@ def validate_lines(
         logger.info("%s %s: %.4g / %.4g Jy km/s, v0 %.2f / %.2f km/s", ln.kind, ln.name, integral, ln.int_flux_jy_kms, v0, ln.v0_kms)
     residuals: dict[str, tuple[float, float]] = {}
     for name in bright:
+        if not np.isfinite(prof[name][free]).any():  # in the cube's frame, but blank there (past the mosaic's edge)
+            logger.info("continuum %s: no data at its position in %s; not checked", name, cube)
+            continue
         at = _rms(prof[name][free])
         noise = float(np.nanmedian([_rms(prof[r][free]) for r in ring[name]]))
         residuals[name] = (at, noise)

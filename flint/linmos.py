@@ -100,9 +100,9 @@ class LinmosOptions(BaseOptions):
     """Projection of the mosaic grid."""
     trim: bool = True
     """Cut rows and columns without data from the mosaic's borders."""
-    edge_beams: float = Field(default=2.0, ge=0.0)
+    edge_beams: float = Field(default=0.0, ge=0.0)
     """Leave out each input image's pixels within this many restoring-beam major axes of its
-    edge (0: use them all). WSClean's restored image wraps around: a clean component on one
+    edge (0: use them all; the packaged continuum strategy sets 2). WSClean's restored image wraps around: a clean component on one
     edge (the skirt of a source outside the image) is restored onto the opposite edge too,
     where the primary-beam correction then amplifies it."""
     write_weight: bool = True

@@ -246,7 +246,8 @@ def polarisation_flow(
     from flint.convol import ConvolOptions
 
     conv = T.convol_task.submit(order, ConvolOptions(mode="natural"), out_dir, "polarisation")
-    lin_opts = strat.options_for("linmos", int(strat.n_rounds)).with_options(pb_cube=Path(pb_cube) if pb_cube else None)
+    # every pixel of the cubes (edge_beams 0), as for the line cubes (flint.prefect.line)
+    lin_opts = strat.options_for("linmos", int(strat.n_rounds)).with_options(pb_cube=Path(pb_cube) if pb_cube else None, edge_beams=0.0)
     mosaics = {
         p: stokes_linmos_task.submit(
             conv, p, lin_opts, os.fspath(out / product_name(first.sbid, first.field, suffix=f"{p}.image.cube.linmos.fits")), out_dir, p

@@ -295,16 +295,16 @@ def test_linmos_keeps_the_peak_of_sources_between_pixels(tmp_path: Path) -> None
 
 def test_linmos_leaves_out_the_images_edges(tmp_path: Path) -> None:
     """A blob on an image's last columns (as WSClean's wrapped restore puts there) reaches the
-    mosaic only with ``edge_beams=0``; by default each image's outer 2 beams (2 x 20" / 10" =
-    4 pixels) are left out, and the rest of the mosaic is unchanged."""
+    mosaic only with ``edge_beams=0`` (the default); with 2 each image's outer 2 beams (2 x 20" /
+    10" = 4 pixels) are left out, and the rest of the mosaic is unchanged."""
     paths, centres, _ = _beam_images(tmp_path, (1e-3, 1e-3))
     img = read_image(paths[0])
     data = img.data.copy()
     data[150:153, -3:] += 0.5  # 0.5 Jy on the edge pixels of beam 0 (PB there > the cutoff)
     write(paths[0], data, img.header)
     x_edge = float(img.wcs.pixel_to_world_values(299, 151)[0])
-    everything = run_linmos(paths, LinmosOptions(edge_beams=0.0), output=tmp_path / "all.fits")
-    default = run_linmos(paths, LinmosOptions(), output=tmp_path / "cut.fits")
+    everything = run_linmos(paths, LinmosOptions(), output=tmp_path / "all.fits")
+    default = run_linmos(paths, LinmosOptions(edge_beams=2.0), output=tmp_path / "cut.fits")
     for res, has_blob in ((everything, True), (default, False)):
         mos = read_image(res.mosaic)
         x, y = (int(round(float(v))) for v in mos.wcs.world_to_pixel_values(x_edge, float(img.wcs.pixel_to_world_values(299, 151)[1])))

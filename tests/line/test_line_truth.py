@@ -18,6 +18,7 @@ Tolerances (from the issue):
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,3 +164,26 @@ def test_the_tutorial_runs_the_demos_simulation(line_run: Any, tmp_path: Path) -
     assert main(["demo", str(tmp_path / "demo"), "--line", "--simulate-only"]) == 0
     for name in ("SB101.SIM_FIELD.lines.csv", "SB101.SIM_FIELD.sky.csv", "SB101.SIM_FIELD.beams.csv"):
         assert (tmp_path / "demo" / "data" / name).read_text() == (out / "data" / name).read_text(), name
+
+
+def test_a_bright_source_on_blank_pixels_is_left_out_of_the_residual_check(line_products: LineRun, tmp_path: Path) -> None:
+    """A bright continuum source inside the cube's frame but on blank (NaN) pixels, as past a
+    mosaic's edge, is not checked (it used to give a NaN that failed the check); the others are
+    measured as before."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    val = line_products.validation
+    name = sorted(val.residuals)[0]
+    with open(line_products.sky_csv) as fh:
+        src = next(r for r in csv.DictReader(fh) if r["name"] == name)
+    blanked = tmp_path / "blanked.cube.fits"
+    with fits.open(line_products.mosaic) as hdul:
+        x, y = (int(round(float(v))) for v in WCS(hdul[0].header).celestial.world_to_pixel_values(float(src["ra_deg"]), float(src["dec_deg"])))
+        hdul[0].data[..., y - 20 : y + 21, x - 20 : x + 21] = np.nan  # wider than the profile aperture (1.5 beams)
+        hdul.writeto(blanked)
+    again = validate_lines(blanked, line_products.lines_csv, line_products.sky_csv)
+    assert name not in again.residuals and set(again.residuals) == set(val.residuals) - {name}
+    assert np.isfinite(again.continuum_residual_over_noise)
+    for other, (rms, noise) in again.residuals.items():
+        assert rms == pytest.approx(val.residuals[other][0], rel=1e-6) and noise == pytest.approx(val.residuals[other][1], rel=1e-6)
