@@ -194,3 +194,38 @@ def test_cli_errors_name_flags_not_python_calls(tmp_path: Path) -> None:
         line = _one_line_error(rc, err)
         bad = [a for a in _PYTHON_ADVICE if a in line]
         assert not bad, f"flint {' '.join(argv)}: {line}"
+
+
+def test_sigterm_stops_the_demo_and_the_prefect_server_it_started(tmp_path: Path) -> None:
+    """``kill PID`` on a running ``flint demo``: it exits with 143 and takes the temporary
+    Prefect API server (uvicorn) it started with it. Before, SIGTERM ended Python without its
+    ``atexit`` handlers and the server was left running, owned by init."""
+    import signal
+
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flint.cli", "demo", str(tmp_path / "demo")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+    )
+    server: list[psutil.Process] = []
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 600  # a hang guard: the server starts after the simulation
+        while not server and proc.poll() is None and time.monotonic() < deadline:
+            server = [c for c in parent.children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
+            time.sleep(0.5)
+        assert server, "the demo started no Prefect server"
+        proc.send_signal(signal.SIGTERM)  # the demo's process alone, as `kill PID` does
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 143 and "flint: terminated" in err, (proc.returncode, err[-2000:])
+        gone, alive = psutil.wait_procs(server, timeout=120)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+        for p in server:  # only the server this test's demo started
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()

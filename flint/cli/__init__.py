@@ -73,10 +73,25 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM as ``SystemExit(143)``: ``finally`` blocks and ``atexit`` handlers run, so the
+    servers and clusters a command started (Prefect's temporary API server, Dask workers) stop
+    with it. By default SIGTERM ends Python without them, and Prefect's uvicorn outlived
+    ``flint demo``."""
+    print("flint: terminated", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         rc = args.func(args)
     except FlintError as exc:
@@ -85,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flint: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(rc or 0)
 
 
