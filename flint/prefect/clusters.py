@@ -504,13 +504,34 @@ def check_scheduler_reachable(address: str, timeout: float = 5.0, source: str = 
         ) from None
 
 
+#: Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker (its
+#: ``distributed.nanny.pre-spawn-environ``). Setting it switches off glibc's dynamic mmap
+#: threshold, so every array over 128 KiB is a fresh mmap and page-faulted again: measured on
+#: the pol demo's 8 IQUV cubes, ``run_convol`` took 62 s with it and 15 s without it (radio-beam's
+#: ``common_beam`` and numpy's small temporaries), RM synthesis 45 s against 22 s. flint's workers
+#: keep glibc's default (``benchmarks/bench_worker_malloc.py``). A ``MALLOC_TRIM_THRESHOLD_`` in
+#: the environment still reaches the workers.
+_NANNY_MALLOC_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
+def keep_glibc_malloc_default() -> None:
+    """Stop Dask nannies started by this process from setting ``MALLOC_TRIM_THRESHOLD_``."""
+    import dask.config
+
+    dask.config.set({_NANNY_MALLOC_KEY: None})
+
+
 def worker_prologue(api_url: str | None = None, auth_file: str | os.PathLike[str] | None = None) -> list[str]:
     """Shell lines flint adds to a batch job so workers share one Prefect API.
 
     Without them each worker would start its own ephemeral Prefect server. The API
     auth string is never written: when it lives in a file, the job reads that file.
+    The nanny on the node keeps glibc's malloc default (see :func:`keep_glibc_malloc_default`).
     """
-    lines = ["export PREFECT_SERVER_ANALYTICS_ENABLED=false"]
+    lines = [
+        "export PREFECT_SERVER_ANALYTICS_ENABLED=false",
+        """export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON='{"MALLOC_TRIM_THRESHOLD_": None}'""",
+    ]
     if api_url:
         lines.append(f"export PREFECT_API_URL={shlex.quote(api_url)}")
     if auth_file:
@@ -567,6 +588,7 @@ def task_runner(
         if check:
             check_scheduler_reachable(spec.address, source=spec.source)
         return DaskTaskRunner(address=spec.address)
+    keep_glibc_malloc_default()
     url = api_url or _default_api_url()
     if spec.is_jobqueue and not url:
         logger.warning(
@@ -598,6 +620,7 @@ def start_cluster(
         check_scheduler_reachable(spec.address, source=spec.source)
         return None, Client(spec.address)
     assert spec.cluster_class is not None
+    keep_glibc_malloc_default()
     cls = _import_class(spec.cluster_class)
     kwargs = _with_prologue(spec, api_url or _default_api_url(), auth_file)
     logger.info("starting %s with %s", spec.cluster_class, {k: v for k, v in kwargs.items() if k != "job_script_prologue"})
