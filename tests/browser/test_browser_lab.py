@@ -213,6 +213,16 @@ def _text(page: Any, selector: str) -> str:
     return str(page.locator(selector).first.inner_text()).strip()
 
 
+def _wait_until(check: Any, timeout: float, page: Any, message: str) -> None:
+    """Poll ``check()`` until it holds (widget updates arrive asynchronously), else fail with ``message``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return
+        page.wait_for_timeout(250)
+    pytest.fail(f"{message} (within {timeout} s)")
+
+
 def _wait_text(page: Any, selector: str, want: str, timeout: float, fail_on: tuple[str, ...] = (), errors: str = "") -> str:
     end = time.monotonic() + timeout
     text = ""
@@ -384,7 +394,11 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             workers = builder.locator(".flint-field-n_workers input")
             workers.fill("-1")
             _wait_text(page, ".flint-msg-n_workers", "whole number", 20)
+            # the builder shows its messages first, then tells the panel: the button's state is a
+            # later widget update, so wait for it (a bare is_disabled() here raced, CI of 19673f3)
+            page.wait_for_function("() => document.querySelector('.flint-cluster-panel button.flint-start').disabled", timeout=20_000)
             assert panel.locator("button.flint-start").is_disabled()
+            _wait_text(page, ".flint-cluster-panel", "Start is disabled until the cluster spec above is valid", 20)
             builder.screenshot(path=shots / "01_builder_bad_input.png")
             workers.fill("1")
             page.wait_for_function("() => !document.querySelector('.flint-cluster-panel button.flint-start').disabled", timeout=20_000)
@@ -510,8 +524,8 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             assert box is not None
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.mouse.wheel(0, -600)  # zoom in
-            page.wait_for_timeout(800)
-            assert figure.locator(".axis text").all_inner_texts() != ticks_before, "the wheel did not zoom"
+            _wait_until(lambda: figure.locator(".axis text").all_inner_texts() != ticks_before, 20, page,
+                        "the wheel did not zoom")
             results.locator(".flint-viewer-mode button", has_text="read pixel").click()
             # the middle of the plot area: inside the (zoomed) image, away from bqplot's toolbar
             figure.evaluate("e => e.scrollIntoView({block: 'center'})")
@@ -556,7 +570,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             launcher.locator("button.flint-submit").click()
             _wait_text(page, ".flint-flow-status", "failed:", 120)
             assert "starting" not in _text(page, ".flint-flow-status")
-            assert "no SB" in _text(page, ".flint-launcher .flint-errors .flint-error-line")
+            _wait_text(page, ".flint-launcher .flint-errors .flint-error-line", "no SB", 20)
             launcher.screenshot(path=shots / "09_launcher_failed.png")
             param.fill(good_input)
 
@@ -564,6 +578,7 @@ def test_widgets_in_a_real_jupyterlab(lab: Lab, artifacts_dir: Path) -> None:
             page.locator(".jp-Notebook .jp-Cell").last.click()
             page.keyboard.press("Shift+Enter")
             _wait_text(page, ".flint-cluster-status", "stopped", 60)
+            _wait_text(page, ".flint-worker-count", "0", 20)
             assert _text(page, ".flint-worker-count") == "0"
             servers = {p: c for p, c in processes_with_marker(lab.marker).items() if "prefect.server" in c}
             assert not servers, f"the launcher's Prefect server is still running: {servers}"

@@ -295,13 +295,13 @@ class ClusterPanel:
             self._restore_links()
             if cluster is not None:
                 cluster.close()
-        self.status.value = message_html("stopped", ok=True)
         self.address.value = ""  # a stopped cluster's address must not be picked up
         self.adaptive = None
         self.worker_count.value = "0"
         self.numbers.value = ""
         self.dashboard.value = ""
         self._update_buttons()
+        self.status.value = message_html("stopped", ok=True)  # last: the status is what one waits on
 
     def show_log(self, choice: str | None) -> str:
         """Show the log of a worker (``worker:<address>``) or a batch job (``job:<name>``)."""

@@ -491,8 +491,8 @@ class FlowLauncher:
                 handle = submit_flow(flow_name, params, cluster=cluster, api_url=self.api())
         except Exception as exc:
             self.state = "Failed to submit"
+            self.errors.show(exc, "submit")  # before the status line: the status is what one waits on
             self.status.value = failed_html(exc)
-            self.errors.show(exc, "submit")
             return
         self.handle = handle
         capture_logs()  # Prefect (imported by now) installed its console handler: route it to the pane
@@ -587,8 +587,8 @@ class FlowLauncher:
             self.result = handle.result(timeout=0)
         except Exception as exc:
             self.state = "Failed"
-            self.status.value = failed_html(exc)
             self.errors.show(exc, f"{handle.flow_name} flow")
+            self.status.value = failed_html(exc)
             return
         self.state = "Completed"
         self.errors.clear()  # the run worked: earlier errors no longer describe the state
