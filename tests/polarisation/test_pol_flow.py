@@ -38,7 +38,7 @@ def test_folder_without_catalogue_names_the_flag(tmp_path: Path, capsys: pytest.
 
 
 def test_pol_strategy_is_full_jones_and_phase_only(tmp_path: Path) -> None:
-    from flint.prefect.polarisation import pol_strategy
+    from flint.prefect.polarisation import pol_strategy, pol_wsclean_options
     from flint.strategy import load_strategy
 
     path = pol_strategy(tmp_path / "s.yaml", size=512, xy_phase="12.5")
@@ -48,7 +48,14 @@ def test_pol_strategy_is_full_jones_and_phase_only(tmp_path: Path) -> None:
     for r in range(1, int(strat.n_rounds) + 1):
         assert strat.options_for("selfcal", r).mode == "phase"
     assert strat.options_for("wsclean", 0).size == 512
+    for r in range(int(strat.n_rounds) + 1):  # spectral fitting over the wide band in every continuum round
+        w = strat.options_for("wsclean", r)
+        assert (w.channels_out, w.join_channels, w.fit_spectral_pol) == (4, True, 2)
     assert yaml.safe_load(path.read_text())["version"] == 1
+    plain = load_strategy(pol_strategy(tmp_path / "mfs.yaml", channels_out=1)).options_for("wsclean", 2)
+    assert (plain.channels_out, plain.join_channels, plain.fit_spectral_pol) == (1, False, None)
+    cubes = pol_wsclean_options(strat, n_channels=36)  # the cubes keep their own channels, no fit
+    assert (cubes.channels_out, cubes.join_channels, cubes.fit_spectral_pol) == (36, False, None)
 
 
 def test_launcher_offers_the_polarisation_flow() -> None:

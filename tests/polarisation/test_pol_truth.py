@@ -124,3 +124,24 @@ def test_the_tutorial_runs_the_demos_simulation(demo: tuple[Path, str], tmp_path
         ms = f"SB101.SIM_FIELD.beam{beam:02d}.ms"
         with table(str(tmp_path / "demo" / "data" / ms), ack=False) as a, table(str(out / "data" / ms), ack=False) as b:
             np.testing.assert_array_equal(a.getcol("DATA", 0, 630), b.getcol("DATA", 0, 630), err_msg=ms)
+
+
+def test_the_wide_band_continuum_is_spectrally_fitted(demo: tuple[Path, str]) -> None:
+    """The continuum flow before the polarisation flow, on the same wide band (36 x 8 MHz at
+    888 MHz, sources of spectral index -0.6 to -0.9): ``pol_strategy``'s spectral fitting
+    (4 sub-bands, a linear fit) keeps the mosaic's inner noise well below plain MFS's.
+
+    Measured on the demo's field (2026-12-03): plain MFS 16.4x thermal and 7 of 12 inner
+    >= 5 sigma components spurious; with the fit 10.2x and 2 of 6. The bound, 12x, fails the
+    plain MFS run. Still far from thermal: see the README (phase-only self-cal of a field with
+    1-2 Jy sources)."""
+    import csv
+
+    out, _ = demo
+    table = next((out / "continuum").glob("*.round2.linmos.validation.csv"))
+    values = {r["metric"]: r["value"] for r in csv.DictReader(table.open())}
+    print({k: values[k] for k in ("noise_to_thermal", "n_spurious_inner", "n_components_inner", "completeness")})
+    assert float(values["noise_to_thermal"]) < 12.0
+    assert float(values["completeness"]) == 1.0
+    assert int(float(values["n_spurious_inner"])) <= 4  # plain MFS: 7
+    assert next((out / "continuum").glob("*.beam00.round2.ch0003.image.fits"))  # 4 sub-band images
